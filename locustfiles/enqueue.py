@@ -1,0 +1,3 @@
+"""Enqueue load on a Redis job queue, drained and loss-checked: `locust -f locustfiles/enqueue.py --headless ...`"""
+
+from queuestorm.users import EnqueueUser  # noqa: F401

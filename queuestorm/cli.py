@@ -1,0 +1,156 @@
+"""`queuestorm drain | check | clean`: the processes that run beside Locust."""
+
+from gevent import monkey
+
+monkey.patch_all()
+
+import argparse  # noqa: E402
+import sys  # noqa: E402
+
+from . import settings  # noqa: E402
+from .errors import EXIT_CANNOT_RUN, EXIT_FAILED, EXIT_PASS, UsageError  # noqa: E402
+from .keys import valid_run_id  # noqa: E402
+
+
+def _add_drain(sub) -> None:
+    p = sub.add_parser("drain", help="consume jobs, record completions in the ledger, acknowledge")
+    p.add_argument("--redis-url", default=settings.env("REDIS_URL"), help="Redis under test [REDIS_URL]")
+    p.add_argument("--ledger-url", default=settings.env("QS_LEDGER_URL"),
+                   help="Redis holding the ledger [QS_LEDGER_URL; default: --redis-url]")
+    p.add_argument("--protocol", default=settings.env("QS_PROTOCOL", settings.DEFAULT_PROTOCOL),
+                   help="wire protocol [QS_PROTOCOL; default: list]")
+    p.add_argument("--queue", default=settings.env("QS_QUEUE", settings.DEFAULT_QUEUE),
+                   help=f"queue key [QS_QUEUE; default: {settings.DEFAULT_QUEUE}]")
+    p.add_argument("--concurrency", type=int, default=int(settings.env("QS_DRAIN_CONCURRENCY", 10)),
+                   help="greenlets per process [QS_DRAIN_CONCURRENCY; default: 10]")
+    p.add_argument("--processes", type=int, default=1, help="drain processes to run side by side (default: 1)")
+    p.add_argument("--batch", type=int, default=int(settings.env("QS_DRAIN_BATCH", 50)),
+                   help="jobs taken per fetch when there is no --work-ms [QS_DRAIN_BATCH; default: 50]")
+    p.add_argument("--visibility-timeout", type=float, default=float(settings.env("QS_VISIBILITY_TIMEOUT", 30)),
+                   help="seconds a silent consumer keeps its jobs before the reaper returns them to the queue "
+                        "(reliable, stream) [QS_VISIBILITY_TIMEOUT; default: 30]")
+    p.add_argument("--block", type=float, default=settings.DEFAULT_BLOCK_SECONDS,
+                   help="seconds a fetch blocks waiting for a job (default: 1)")
+    p.add_argument("--work-ms", type=float, default=0.0, help="simulated work per job, in ms (default: 0)")
+    p.add_argument("--until-empty", action="store_true", help="exit once the queue is empty and nothing moves")
+    p.add_argument("--stats-interval", type=float, default=3.0, help="seconds between stats lines (default: 3)")
+    p.add_argument("--consumer-id", default=None,
+                   help="stable consumer identity, kept across restarts (default: host-pid)")
+
+
+def _add_check(sub) -> None:
+    p = sub.add_parser("check", help="classify every job of a run: lost, duplicated, unexpected, recovered")
+    p.add_argument("--run-id", default=settings.env("QS_RUN_ID"), help="run to check [QS_RUN_ID]")
+    p.add_argument("--ledger-url", default=settings.env("QS_LEDGER_URL", settings.env("REDIS_URL")),
+                   help="Redis holding the ledger [QS_LEDGER_URL, then REDIS_URL]")
+    p.add_argument("--json", dest="json_path", default=settings.env("QS_REPORT"),
+                   help="also write the verdict as JSON here [QS_REPORT]")
+    p.add_argument("--max-duplicated", type=int, default=int(settings.env("QS_MAX_DUPLICATED", 0)),
+                   help="duplicates tolerated before the run fails [QS_MAX_DUPLICATED; default: 0]")
+
+
+def _add_clean(sub) -> None:
+    p = sub.add_parser("clean", help="delete one run's ledger keys (by prefix; nothing else)")
+    p.add_argument("--run-id", default=settings.env("QS_RUN_ID"), help="run to delete [QS_RUN_ID]")
+    p.add_argument("--ledger-url", default=settings.env("QS_LEDGER_URL", settings.env("REDIS_URL")),
+                   help="Redis holding the ledger [QS_LEDGER_URL, then REDIS_URL]")
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="queuestorm", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+    _add_drain(sub)
+    _add_check(sub)
+    _add_clean(sub)
+    return p
+
+
+def _need(value, what: str) -> str:
+    if not value:
+        raise UsageError(f"{what} is required")
+    return value
+
+
+def _run_id(value) -> str:
+    run_id = _need(value, "--run-id (or QS_RUN_ID)")
+    if not valid_run_id(run_id):
+        raise UsageError(f"--run-id {run_id!r} may hold only letters, digits, '.', '_' and '-' (64 at most)")
+    return run_id
+
+
+def cmd_drain(a) -> int:
+    from .drain import DrainWorker, run_processes
+
+    redis_url = _need(a.redis_url, "--redis-url (or REDIS_URL)")
+    if a.processes < 1:
+        raise UsageError(f"--processes must be at least 1, got {a.processes}")
+    if a.processes > 1:
+        return run_processes([drain_command_for(a.raw_args[1:]) for _ in range(a.processes)])
+    worker = DrainWorker(
+        redis_url, a.protocol, a.queue, ledger_url=a.ledger_url, concurrency=a.concurrency, batch=a.batch,
+        visibility_timeout=a.visibility_timeout, block_seconds=a.block, work_ms=a.work_ms, until_empty=a.until_empty,
+        stats_interval=a.stats_interval, consumer_id=a.consumer_id,
+    )
+    return worker.run()
+
+
+def drain_command_for(args: list[str]) -> list[str]:
+    """This process's own drain arguments, as one single-process child."""
+    out, skip = [], False
+    for arg in args:
+        if skip:
+            skip = False
+            continue
+        if arg == "--processes":
+            skip = True
+            continue
+        if arg.startswith("--processes="):
+            continue
+        out.append(arg)
+    return [sys.executable, "-m", "queuestorm", "drain", *out, "--processes", "1"]
+
+
+def cmd_check(a) -> int:
+    from .check import check_run
+    from .connection import connect
+    from .report import render, write_json
+
+    run_id = _run_id(a.run_id)
+    url = _need(a.ledger_url, "--ledger-url (or QS_LEDGER_URL / REDIS_URL)")
+    client = connect(url, role="ledger Redis")
+    verdict = check_run(client, run_id, max_duplicated=a.max_duplicated)
+    print(render(verdict))
+    if a.json_path:
+        write_json(verdict, a.json_path)
+    return EXIT_PASS if verdict.passed else EXIT_FAILED
+
+
+def cmd_clean(a) -> int:
+    from .cleanup import delete_run
+    from .connection import connect
+
+    run_id = _run_id(a.run_id)
+    url = _need(a.ledger_url, "--ledger-url (or QS_LEDGER_URL / REDIS_URL)")
+    deleted = delete_run(connect(url, role="ledger Redis"), run_id)
+    print(f"deleted {deleted} key(s) of run {run_id}")
+    return EXIT_PASS
+
+
+COMMANDS = {"drain": cmd_drain, "check": cmd_check, "clean": cmd_clean}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    args = parser().parse_args(argv)
+    args.raw_args = argv
+    try:
+        return COMMANDS[args.command](args)
+    except UsageError as e:
+        print(f"queuestorm {args.command}: error: {e}", file=sys.stderr)
+        return EXIT_CANNOT_RUN
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,235 @@
+"""The drain worker: gevent greenlets that fetch jobs, do their work, record completion, then acknowledge."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import gevent
+import redis
+
+from .connection import DRAIN_CLIENT, connect, redact
+from .errors import UsageError
+from .jobs import decode
+from .keys import foreign_jobs_key
+from .latency import LocalHistogram
+from .ledger import CompletionRecorder
+from .protocols import Delivery, make_protocol, require_server_version
+
+NETWORK_ERRORS = (redis.ConnectionError, redis.TimeoutError, OSError)
+MAX_BACKOFF = 2.0
+RECORD_RETRY_SECONDS = 30.0
+
+
+class DrainWorker:
+    def __init__(
+        self,
+        redis_url: str,
+        protocol: str,
+        queue: str,
+        *,
+        ledger_url: str | None = None,
+        concurrency: int = 10,
+        batch: int = 50,
+        block_seconds: float = 1.0,
+        work_ms: float = 0.0,
+        visibility_timeout: float = 30.0,
+        until_empty: bool = False,
+        stats_interval: float = 3.0,
+        consumer_id: str | None = None,
+        out=None,
+    ):
+        for name, value in (("concurrency", concurrency), ("batch", batch)):
+            if value < 1:
+                raise UsageError(f"--{name} must be at least 1, got {value}")
+        if visibility_timeout <= 0:
+            raise UsageError(f"--visibility-timeout must be above 0, got {visibility_timeout}")
+        self.redis_url = redis_url
+        self.ledger_url = ledger_url or redis_url
+        self.same_server = self.ledger_url == redis_url
+        self.consumer_id = consumer_id or f"{os.uname().nodename}-{os.getpid()}"
+        self.protocol = make_protocol(protocol, queue, self.consumer_id, visibility_timeout)
+        self.queue = queue
+        self.concurrency = concurrency
+        self.batch = 1 if work_ms else batch  # a worker doing real work holds one job at a time
+        self.block_seconds = block_seconds
+        self.work_ms = work_ms
+        self.until_empty = until_empty
+        self.stats_interval = stats_interval
+        self.out = out or sys.stdout
+        self.stopping = False
+        self.completed = 0
+        self.duplicates = 0
+        self.foreign = 0
+        self.recovered = 0
+        self.errors = 0
+        self.depth: int | None = None
+        self.last_error = ""
+        self._last_completion = time.monotonic()
+        self._histogram = LocalHistogram()
+        self._last_stats_at: float | None = None
+        self._last_count = 0
+
+    def run(self) -> int:
+        self._monitor_client = connect(self.redis_url, role="target Redis")
+        require_server_version(self._monitor_client, self.protocol, redact(self.redis_url))
+        connect(self.ledger_url, role="ledger Redis").close()
+        self.recovered += self.protocol.start_consumer(self._monitor_client)
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            gevent.signal_handler(sig, self.stop)
+        consumers = [gevent.spawn(self._consume) for _ in range(self.concurrency)]
+        monitor = gevent.spawn(self._monitor)
+        gevent.joinall(consumers)
+        monitor.kill()
+        try:
+            self.protocol.stop_consumer(self._monitor_client)
+        except NETWORK_ERRORS as e:
+            self._error(e)
+        self._print_stats(final=True)
+        return 0
+
+    def stop(self, *_):
+        self.stopping = True
+
+    def _consume(self) -> None:
+        protocol = self.protocol
+        target = connect(self.redis_url, block_seconds=self.block_seconds, check=False, name=DRAIN_CLIENT)
+        ledger = target if self.same_server else connect(self.ledger_url, check=False)
+        recorder = CompletionRecorder(ledger)
+        backoff = 0.05
+        while not self.stopping:
+            started = time.monotonic()
+            try:
+                deliveries = protocol.fetch(target, self.block_seconds, self.batch)
+            except NETWORK_ERRORS as e:
+                self._error(e)
+                gevent.sleep(backoff)
+                backoff = min(backoff * 2, MAX_BACKOFF)
+                continue
+            backoff = 0.05
+            if not deliveries:
+                if time.monotonic() - started < self.block_seconds / 2:
+                    gevent.sleep(min(0.1, self.block_seconds))  # the server did not block: never busy-spin
+                continue
+            self._handle(target, recorder, deliveries)
+
+    def _handle(self, target: redis.Redis, recorder: CompletionRecorder, deliveries: list[Delivery]) -> None:
+        protocol = self.protocol
+        jobs, acked, foreign = [], [], []
+        for delivery in deliveries:
+            job = decode(delivery.body)
+            if job is None:
+                foreign.append(delivery)
+            else:
+                jobs.append(job)
+                acked.append(delivery)
+        if foreign:
+            self._retry(lambda: self._park_foreign(target, foreign))
+        if not jobs:
+            return
+        if self.work_ms:
+            gevent.sleep(self.work_ms * len(jobs) / 1000)
+        now = time.time()
+        completions = [(job, (now - job.enqueued_at) * 1000) for job in jobs]
+        in_one_transaction = self.same_server and protocol.needs_ack
+        ack = (lambda pipe: protocol.ack(target, acked, pipe)) if in_one_transaction else None
+        duplicates = self._retry(lambda: recorder.record(completions, ack=ack))
+        if protocol.needs_ack and not in_one_transaction:
+            self._retry(lambda: protocol.ack(target, acked))
+        self.completed += len(jobs)
+        self.duplicates += duplicates
+        for _, e2e_ms in completions:
+            self._histogram.add(e2e_ms)
+        self._last_completion = time.monotonic()
+
+    def _park_foreign(self, target: redis.Redis, deliveries: list[Delivery]) -> None:
+        pipe = target.pipeline(transaction=False)
+        pipe.lpush(foreign_jobs_key(self.queue), *(d.body for d in deliveries))
+        if self.protocol.needs_ack:
+            self.protocol.ack(target, deliveries, pipe)
+        pipe.execute()
+        self.foreign += len(deliveries)
+
+    def _retry(self, operation):
+        """A fetched job must not vanish because the ledger blinked: retry with backoff before giving up."""
+        deadline = time.monotonic() + RECORD_RETRY_SECONDS
+        backoff = 0.05
+        while True:
+            try:
+                return operation()
+            except NETWORK_ERRORS as e:
+                self._error(e)
+                if time.monotonic() > deadline:
+                    raise
+                gevent.sleep(backoff)
+                backoff = min(backoff * 2, MAX_BACKOFF)
+
+    def _error(self, e: Exception) -> None:
+        self.errors += 1
+        message = f"{type(e).__name__}: {e}"
+        if message != self.last_error:
+            self.last_error = message
+            print(f"[drain {os.getpid()}] {message}", file=sys.stderr, flush=True)
+
+    def _monitor(self) -> None:
+        protocol, client = self.protocol, self._monitor_client
+        tick = min(0.5, self.stats_interval, protocol.visibility_timeout / 3)
+        last_print = last_heartbeat = last_reap = time.monotonic()
+        while not self.stopping:
+            gevent.sleep(tick)
+            now = time.monotonic()
+            try:
+                if now - last_heartbeat >= protocol.visibility_timeout / 3:
+                    protocol.heartbeat(client)
+                    last_heartbeat = now
+                if now - last_reap >= protocol.visibility_timeout / 2:
+                    self.recovered += protocol.recover_abandoned(client)
+                    last_reap = now
+                self.depth = protocol.depth(client)
+            except NETWORK_ERRORS as e:
+                self._error(e)
+                continue
+            if now - last_print >= self.stats_interval:
+                self._print_stats()
+                last_print = now
+            idle = now - self._last_completion
+            if self.until_empty and self.depth == 0 and idle >= 2 * self.block_seconds:
+                self.stop()
+
+    def _print_stats(self, final: bool = False) -> None:
+        now = time.monotonic()
+        since = self._last_stats_at
+        rate = (self.completed - self._last_count) / (now - since) if since else 0.0
+        self._last_stats_at, self._last_count = now, self.completed
+        line = {
+            "drain": os.getpid(),
+            "completed": self.completed,
+            "rate": round(rate, 1),
+            "depth": self.depth,
+            "e2e_p95_ms": self._histogram.percentile(95),
+            "duplicates": self.duplicates,
+            "recovered": self.recovered,
+            "foreign": self.foreign,
+            "errors": self.errors,
+        }
+        if final:
+            line["final"] = True
+        self._histogram.reset()
+        print(json.dumps(line), file=self.out, flush=True)
+
+
+def run_processes(commands: list[list[str]]) -> int:
+    """Run drain processes side by side, passing SIGTERM/SIGINT on; the worst exit code wins."""
+    children = [subprocess.Popen(cmd) for cmd in commands]
+
+    def forward(signum, _frame):
+        for child in children:
+            if child.poll() is None:
+                child.send_signal(signum)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    codes = [child.wait() for child in children]
+    return max(codes)

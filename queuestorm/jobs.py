@@ -1,0 +1,38 @@
+"""The job body: JSON that any consumer can read, carrying which run, producer and sequence number it is."""
+
+import json
+import time
+from typing import NamedTuple
+
+
+class JobRef(NamedTuple):
+    run_id: str
+    producer: int
+    seq: int
+    enqueued_at: float
+
+    @property
+    def job_id(self) -> str:
+        return f"{self.producer}-{self.seq}"
+
+
+class JobEncoder:
+    """Builds job bodies for one producer; the fixed parts are formatted once."""
+
+    def __init__(self, run_id: str, producer: int, payload_bytes: int):
+        self._head = b'{"qs":1,"run":"%s","producer":%d,"seq":' % (run_id.encode(), producer)
+        self._tail = b',"payload":"%s"}' % (b"x" * payload_bytes)
+
+    def encode(self, seq: int, now: float | None = None) -> bytes:
+        return b'%s%d,"enqueued_at":%.6f%s' % (self._head, seq, time.time() if now is None else now, self._tail)
+
+
+def decode(body: bytes) -> JobRef | None:
+    """The job's identity, or None when the body is not a queuestorm job (a foreign job)."""
+    if not body.startswith(b'{"qs":'):
+        return None
+    try:
+        doc = json.loads(body)
+        return JobRef(str(doc["run"]), int(doc["producer"]), int(doc["seq"]), float(doc["enqueued_at"]))
+    except (ValueError, KeyError, TypeError):
+        return None

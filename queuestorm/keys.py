@@ -1,0 +1,45 @@
+"""Every Redis key queuestorm writes, except the queue itself, lives under `queuestorm:{RUN_ID}:`.
+
+The braces are a Redis Cluster hash tag: all keys of one run land in one slot.
+"""
+
+import re
+
+PREFIX = "queuestorm:"
+RUN_ID_PATTERN = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+
+
+def valid_run_id(run_id: str) -> bool:
+    return bool(RUN_ID_PATTERN.match(run_id))
+
+
+class RunKeys:
+    def __init__(self, run_id: str):
+        self.run_id = run_id
+        self.base = f"{PREFIX}{{{run_id}}}:"
+        self.meta = self.base + "meta"
+        self.producer_counter = self.base + "producers"
+        self.completions = self.base + "completions"
+        self.e2e = self.base + "e2e"
+        self.pattern = self.base + "*"
+        self.producer_pattern = self.base + "p:*"
+
+    def producer(self, producer_id: int) -> str:
+        return f"{self.base}p:{producer_id}"
+
+    def enqueued(self, producer_id: int) -> str:
+        return f"{self.base}p:{producer_id}:enq"
+
+    def maybe_enqueued(self, producer_id: int) -> str:
+        return f"{self.base}p:{producer_id}:maybe"
+
+    def completed(self, producer_id: int) -> str:
+        return f"{self.base}p:{producer_id}:done"
+
+    def duplicates(self, producer_id: int) -> str:
+        return f"{self.base}p:{producer_id}:dup"
+
+
+def foreign_jobs_key(queue: str) -> str:
+    """Where a drain worker parks jobs it consumed that are not queuestorm's, so none is destroyed."""
+    return f"{PREFIX}foreign:{queue}"

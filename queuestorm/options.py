@@ -1,0 +1,110 @@
+"""queuestorm's Locust options: each also an environment variable, and shown in the web UI's start form."""
+
+from dataclasses import asdict, dataclass
+
+from . import settings
+from .errors import UsageError
+from .keys import valid_run_id
+from .protocols import protocol_class
+
+DRAIN_MODES = ("inline", "external", "off")
+
+
+def add_arguments(parser) -> None:
+    group = parser.add_argument_group("queuestorm", "Redis job-queue load and loss checking")
+    group.add_argument("--redis-url", env_var="REDIS_URL", default="",
+                       help="Redis under test, redis:// or rediss:// (rediss://...?ssl_cert_reqs=none for a "
+                            "self-signed certificate). Empty: an embedded Redis is started")
+    group.add_argument("--ledger-url", env_var="QS_LEDGER_URL", default="",
+                       help="Redis holding the ledger (default: the Redis under test)")
+    group.add_argument("--protocol", env_var="QS_PROTOCOL", default=settings.DEFAULT_PROTOCOL,
+                       help="queue wire protocol (default: list)")
+    group.add_argument("--queue", env_var="QS_QUEUE", default=settings.DEFAULT_QUEUE,
+                       help=f"queue key (default: {settings.DEFAULT_QUEUE})")
+    group.add_argument("--run-id", env_var="QS_RUN_ID", default="",
+                       help="run id naming the ledger (default: generated and printed)")
+    group.add_argument("--rate", env_var="QS_RATE", type=float, default=0.0,
+                       help="target enqueues per second over all users and processes; 0 = as fast as possible")
+    group.add_argument("--payload-kb", env_var="QS_PAYLOAD_KB", type=float, default=1.0,
+                       help="payload size per job in KB (default: 1)")
+    group.add_argument("--drain", env_var="QS_DRAIN", default="inline", choices=DRAIN_MODES,
+                       help="inline: start drain processes beside Locust; external: they run elsewhere; "
+                            "off: enqueue only")
+    group.add_argument("--drain-concurrency", env_var="QS_DRAIN_CONCURRENCY", type=int, default=20,
+                       help="greenlets per inline drain process (default: 20)")
+    group.add_argument("--drain-processes", env_var="QS_DRAIN_PROCESSES", type=int, default=1,
+                       help="inline drain processes (default: 1)")
+    group.add_argument("--visibility-timeout", env_var="QS_VISIBILITY_TIMEOUT", type=float, default=30.0,
+                       help="seconds a silent consumer keeps its jobs before they return to the queue "
+                            "(reliable, stream; default: 30)")
+    group.add_argument("--work-ms", env_var="QS_WORK_MS", type=float, default=0.0,
+                       help="simulated work per job in the inline drain, ms (default: 0)")
+    group.add_argument("--grace", env_var="QS_GRACE", type=float, default=30.0,
+                       help="seconds to wait after the load stops for the drain to finish (default: 30)")
+    group.add_argument("--max-duplicated", env_var="QS_MAX_DUPLICATED", type=int, default=0,
+                       help="duplicated jobs tolerated before the run fails (default: 0)")
+    group.add_argument("--report", env_var="QS_REPORT", default="",
+                       help="write the verdict as JSON to this file")
+    group.add_argument("--embedded", env_var="QS_EMBEDDED", default="auto",
+                       choices=("auto", "redis-server", "fakeredis"),
+                       help="embedded Redis when no --redis-url: a private redis-server if installed, else fakeredis")
+    group.add_argument("--aof", env_var="QS_AOF", action="store_true", default=False,
+                       help="run the embedded redis-server with appendonly yes (appendfsync always)")
+    group.add_argument("--faults", env_var="QS_FAULTS", default="",
+                       help="YAML file with a list of faults (or a scenario with a faults: list) to inject")
+    group.add_argument("--latency-ms", env_var="QS_LATENCY_MS", type=float, default=0.0,
+                       help="route load and drain through a proxy adding this delay each way (a distant Redis)")
+    group.add_argument("--jitter-ms", env_var="QS_JITTER_MS", type=float, default=0.0,
+                       help="random +/- jitter on --latency-ms")
+
+
+@dataclass
+class RunConfig:
+    redis_url: str = ""
+    ledger_url: str = ""
+    protocol: str = settings.DEFAULT_PROTOCOL
+    queue: str = settings.DEFAULT_QUEUE
+    run_id: str = ""
+    rate: float = 0.0
+    payload_kb: float = 1.0
+    drain: str = "inline"
+    drain_concurrency: int = 20
+    drain_processes: int = 1
+    visibility_timeout: float = 30.0
+    work_ms: float = 0.0
+    grace: float = 30.0
+    max_duplicated: int = 0
+    report: str = ""
+    embedded: str = "auto"
+    faults: str = ""
+    aof: bool = False
+    latency_ms: float = 0.0
+    jitter_ms: float = 0.0
+    load_url: str = ""  # set by the run, not an option: the latency proxy's URL when there is one
+
+    @classmethod
+    def from_options(cls, options) -> "RunConfig":
+        fields = cls.__dataclass_fields__
+        values = {name: getattr(options, name) for name in fields if options is not None and hasattr(options, name)}
+        return cls(**values)
+
+    def to_message(self) -> dict:
+        return asdict(self)
+
+    @property
+    def payload_bytes(self) -> int:
+        return int(self.payload_kb * 1024)
+
+    def validate(self) -> None:
+        protocol_class(self.protocol)
+        if self.run_id and not valid_run_id(self.run_id):
+            raise UsageError(f"--run-id {self.run_id!r} may hold only letters, digits, '.', '_' and '-' (64 at most)")
+        if self.drain not in DRAIN_MODES:
+            raise UsageError(f"--drain {self.drain!r} is not one of {', '.join(DRAIN_MODES)}")
+        for name, low in (("rate", 0), ("payload_kb", 0), ("grace", 0), ("max_duplicated", 0), ("work_ms", 0),
+                          ("drain_concurrency", 1), ("drain_processes", 1),
+                          ("visibility_timeout", 0.1), ("latency_ms", 0), ("jitter_ms", 0)):
+            if getattr(self, name) < low:
+                raise UsageError(f"--{name.replace('_', '-')} must be at least {low}, got {getattr(self, name)}")
+        if not self.queue:
+            raise UsageError("--queue must not be empty")

@@ -1,0 +1,38 @@
+"""An open-model rate limit shared by all users of a process, like k6's constant-arrival-rate executor.
+
+Slots are handed out at fixed times. A slot that no user could take within MAX_LATENESS of its time is dropped
+and counted, so a generator that runs out of breath is never mistaken for a server that does.
+"""
+
+import time
+
+import gevent
+
+MAX_LATENESS = 0.1
+
+
+class Pacer:
+    def __init__(self, rate: float):
+        self.rate = rate
+        self.interval = 1.0 / rate if rate > 0 else 0.0
+        self.dropped = 0
+        self._next = time.monotonic()
+
+    def set_rate(self, rate: float) -> None:
+        self.rate = rate
+        self.interval = 1.0 / rate if rate > 0 else 0.0
+        self._next = time.monotonic()
+
+    def wait(self) -> None:
+        if not self.interval:
+            return
+        now = time.monotonic()
+        slot = self._next
+        lag = now - slot
+        if lag > MAX_LATENESS:
+            skipped = int((lag - MAX_LATENESS) / self.interval)
+            self.dropped += skipped
+            slot += skipped * self.interval
+        self._next = slot + self.interval
+        if slot > now:
+            gevent.sleep(slot - now)

@@ -1,0 +1,32 @@
+"""`list`: LPUSH onto the key named by the queue, BRPOP to fetch (seed 002's format). At-most-once: a consumer
+that dies holding jobs loses them, which is exactly what this protocol exists to show."""
+
+import redis
+
+from .base import Delivery, Protocol
+
+
+class ListProtocol(Protocol):
+    name = "list"
+    _rpop_count = True  # RPOP with a count needs Redis 6.2; older servers get one job per fetch
+
+    def enqueue(self, client: redis.Redis, body: bytes) -> None:
+        client.execute_command("LPUSH", self.queue, body)
+
+    def fetch(self, client: redis.Redis, block_seconds: float, count: int = 1) -> list[Delivery]:
+        reply = client.execute_command("BRPOP", self.queue, block_seconds)
+        if reply is None:
+            return []
+        deliveries = [Delivery(reply[1])]
+        if count > 1 and self._rpop_count:
+            try:
+                more = client.execute_command("RPOP", self.queue, count - 1)
+            except redis.ResponseError:
+                self._rpop_count = False
+                more = None
+            if more:
+                deliveries += [Delivery(body) for body in more]
+        return deliveries
+
+    def depth(self, client: redis.Redis) -> int:
+        return client.llen(self.queue)

@@ -1,0 +1,85 @@
+"""`reliable`: LPUSH; BLMOVE into a processing list owned by one consumer; LREM from it on ack. Consumers beat a
+heartbeat (server time, so client clocks do not matter); a reaper returns the processing lists of consumers silent
+for longer than the visibility timeout to the queue, and a consumer restarted under the same id takes its own back
+at once (go-workers2's ProcessID). At-least-once: a job can run twice, never zero times."""
+
+import redis
+
+from .base import Delivery, Protocol
+
+
+class ReliableProtocol(Protocol):
+    name = "reliable"
+    needs_ack = True
+    min_redis_version = (6, 2)  # BLMOVE / LMOVE
+
+    def __init__(self, queue: str, consumer_id: str | None = None, visibility_timeout: float = 30.0):
+        super().__init__(queue, consumer_id, visibility_timeout)
+        self.consumers_key = f"queuestorm:reliable:{queue}:consumers"
+        self.processing = self.processing_key(self.consumer_id)
+
+    def processing_key(self, consumer_id: str) -> str:
+        return f"queuestorm:reliable:{self.queue}:processing:{consumer_id}"
+
+    def enqueue(self, client: redis.Redis, body: bytes) -> None:
+        client.execute_command("LPUSH", self.queue, body)
+
+    def fetch(self, client: redis.Redis, block_seconds: float, count: int = 1) -> list[Delivery]:
+        body = client.execute_command("BLMOVE", self.queue, self.processing, "RIGHT", "LEFT", block_seconds)
+        if body is None:
+            return []
+        deliveries = [Delivery(body)]
+        if count > 1:
+            pipe = client.pipeline(transaction=False)
+            for _ in range(count - 1):
+                pipe.execute_command("LMOVE", self.queue, self.processing, "RIGHT", "LEFT")
+            deliveries += [Delivery(b) for b in pipe.execute() if b is not None]
+        return deliveries
+
+    def ack(self, client, deliveries, pipeline=None):
+        pipe = pipeline if pipeline is not None else client.pipeline(transaction=False)
+        for delivery in deliveries:
+            pipe.lrem(self.processing, 1, delivery.body)
+        if pipeline is None:
+            pipe.execute()
+
+    def _server_now(self, client: redis.Redis) -> float:
+        seconds, micros = client.time()
+        return seconds + micros / 1e6
+
+    def start_consumer(self, client: redis.Redis) -> int:
+        self.heartbeat(client)
+        return self._requeue(client, self.processing)
+
+    def heartbeat(self, client: redis.Redis) -> None:
+        client.zadd(self.consumers_key, {self.consumer_id: self._server_now(client)})
+
+    def stop_consumer(self, client: redis.Redis) -> None:
+        self._requeue(client, self.processing)  # nothing should be left; if an ack failed, the job goes back
+        client.zrem(self.consumers_key, self.consumer_id)
+
+    def recover_abandoned(self, client: redis.Redis) -> int:
+        deadline = self._server_now(client) - self.visibility_timeout
+        returned = 0
+        for consumer in client.zrangebyscore(self.consumers_key, "-inf", deadline):
+            consumer = consumer.decode()
+            if consumer == self.consumer_id:
+                continue
+            returned += self._requeue(client, self.processing_key(consumer))
+            client.zrem(self.consumers_key, consumer)
+        return returned
+
+    def _requeue(self, client: redis.Redis, processing: str) -> int:
+        """Move a processing list back to the consuming end of the queue, oldest first, one atomic LMOVE each."""
+        moved = 0
+        while client.execute_command("LMOVE", processing, self.queue, "RIGHT", "RIGHT") is not None:
+            moved += 1
+        return moved
+
+    def depth(self, client: redis.Redis) -> int:
+        consumers = client.zrange(self.consumers_key, 0, -1)
+        pipe = client.pipeline(transaction=False)
+        pipe.llen(self.queue)
+        for consumer in consumers:
+            pipe.llen(self.processing_key(consumer.decode()))
+        return sum(pipe.execute())

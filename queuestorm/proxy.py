@@ -1,0 +1,143 @@
+"""A TCP proxy that adds delay and jitter between clients and Redis, each way: what Sidekiq's benchmark does with
+Toxiproxy, and how a laptop simulates a distant hosted Redis. Runs as its own process:
+
+    python -m queuestorm.proxy HOST PORT [DELAY_MS [JITTER_MS]]
+
+prints `PORT n` once listening, then takes `latency DELAY_MS JITTER_MS` lines on stdin.
+Byte order is kept in each direction: a chunk is never released before the one read before it.
+"""
+
+from gevent import monkey
+
+monkey.patch_all()
+
+import random  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from urllib.parse import urlsplit, urlunsplit  # noqa: E402
+
+import gevent  # noqa: E402
+from gevent.fileobject import FileObject  # noqa: E402
+from gevent.queue import Queue  # noqa: E402
+from gevent.server import StreamServer  # noqa: E402
+from gevent.socket import create_connection  # noqa: E402
+
+from .errors import UsageError  # noqa: E402
+
+
+class LatencyProxy:
+    def __init__(self, host: str, port: int, delay_ms: float = 0.0, jitter_ms: float = 0.0):
+        self.target = (host, port)
+        self.delay_ms = delay_ms
+        self.jitter_ms = jitter_ms
+
+    def _sample_seconds(self) -> float:
+        jitter = random.uniform(-self.jitter_ms, self.jitter_ms) if self.jitter_ms else 0.0
+        return max(0.0, self.delay_ms + jitter) / 1000
+
+    def handle(self, client, _address) -> None:
+        try:
+            upstream = create_connection(self.target)
+        except OSError:
+            client.close()
+            return
+        forward = gevent.spawn(self._pump, client, upstream)
+        self._pump(upstream, client)
+        forward.join()
+        client.close()
+        upstream.close()
+
+    def _pump(self, source, sink) -> None:
+        chunks: Queue = Queue()
+        writer = gevent.spawn(self._release, chunks, sink)
+        last = 0.0
+        try:
+            while True:
+                data = source.recv(65536)
+                if not data:
+                    break
+                last = max(last, time.monotonic() + self._sample_seconds())
+                chunks.put((last, data))
+        except OSError:
+            pass
+        chunks.put(None)
+        writer.join()
+        try:
+            sink.shutdown(1)
+        except OSError:
+            pass
+
+    @staticmethod
+    def _release(chunks: Queue, sink) -> None:
+        for item in chunks:
+            if item is None:
+                return
+            release_at, data = item
+            wait = release_at - time.monotonic()
+            if wait > 0:
+                gevent.sleep(wait)
+            try:
+                sink.sendall(data)
+            except OSError:
+                return
+
+    def control(self, stream) -> None:
+        for line in stream:
+            parts = line.split()
+            if len(parts) == 3 and parts[0] == "latency":
+                self.delay_ms, self.jitter_ms = float(parts[1]), float(parts[2])
+
+
+def main(argv: list[str]) -> None:
+    host, port = argv[0], int(argv[1])
+    delay = float(argv[2]) if len(argv) > 2 else 0.0
+    jitter = float(argv[3]) if len(argv) > 3 else 0.0
+    proxy = LatencyProxy(host, port, delay, jitter)
+    server = StreamServer(("127.0.0.1", 0), proxy.handle, backlog=1024)
+    server.start()
+    print(f"PORT {server.server_port}", flush=True)
+    proxy.control(FileObject(sys.stdin, "r"))  # returns when the parent closes our stdin
+    server.stop(timeout=1)
+
+
+class ProxyProcess:
+    """The parent's handle on a proxy process in front of `url`."""
+
+    def __init__(self, url: str, delay_ms: float = 0.0, jitter_ms: float = 0.0):
+        parts = urlsplit(url)
+        if parts.scheme == "unix":
+            raise UsageError("the latency proxy needs a TCP Redis URL, not unix://")
+        self._process = subprocess.Popen(
+            [sys.executable, "-m", "queuestorm.proxy", parts.hostname or "127.0.0.1", str(parts.port or 6379),
+             str(delay_ms), str(jitter_ms)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        )
+        line = self._process.stdout.readline().strip()
+        if not line.startswith("PORT "):
+            self.stop()
+            raise UsageError("the latency proxy did not start")
+        self.port = int(line.split()[1])
+        auth = parts.netloc.rsplit("@", 1)[0] + "@" if "@" in parts.netloc else ""
+        self.url = urlunsplit((parts.scheme, f"{auth}127.0.0.1:{self.port}", parts.path, parts.query, ""))
+        self.base = (delay_ms, jitter_ms)
+
+    def set_latency(self, delay_ms: float, jitter_ms: float) -> None:
+        self._process.stdin.write(f"latency {delay_ms} {jitter_ms}\n")
+        self._process.stdin.flush()
+
+    def reset(self) -> None:
+        self.set_latency(*self.base)
+
+    def stop(self) -> None:
+        if self._process.poll() is None:
+            try:
+                self._process.stdin.close()
+                self._process.wait(5)
+            except (OSError, subprocess.TimeoutExpired):
+                self._process.kill()
+                self._process.wait()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

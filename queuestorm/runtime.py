@@ -1,0 +1,73 @@
+"""What the users of one Locust process share during a run: the producer's recorder, encoder, pacer and timers."""
+
+import logging
+
+import gevent
+import gevent.event
+import redis
+
+from .connection import LOAD_CLIENT, connect
+from .jobs import JobEncoder
+from .ledger import Ledger, ProducerRecorder
+from .options import RunConfig
+from .pacer import Pacer
+from .protocols import make_protocol
+
+log = logging.getLogger("queuestorm")
+
+FLUSH_SECONDS = 0.2
+PING_SECONDS = 5.0
+
+
+class ProducerRuntime:
+    def __init__(self, config: RunConfig, environment):
+        self.config = config
+        self.environment = environment
+        self.protocol = make_protocol(config.protocol, config.queue)
+        self.pacer = Pacer(0)
+        self.ready = gevent.event.Event()
+        self.recorder: ProducerRecorder | None = None
+        self.encoder: JobEncoder | None = None
+        self._greenlets: list[gevent.Greenlet] = []
+
+    @property
+    def load_url(self) -> str:
+        """Where the users connect: the latency proxy when the run has one, else the target."""
+        return self.config.load_url or self.config.redis_url
+
+    @property
+    def ledger_url(self) -> str:
+        return self.config.ledger_url or self.config.redis_url
+
+    def start(self, rate_share: float) -> None:
+        ledger = Ledger(connect(self.ledger_url, role="ledger Redis", single=False), self.config.run_id)
+        self.recorder = ledger.register_producer()
+        self.encoder = JobEncoder(self.config.run_id, self.recorder.producer_id, self.config.payload_bytes)
+        self.pacer.set_rate(rate_share)
+        self._greenlets = [gevent.spawn(self._flush_loop), gevent.spawn(self._ping_loop)]
+        log.info("producer %s of run %s started (rate share %s/s)", self.recorder.producer_id, self.config.run_id,
+                 rate_share or "unlimited")
+        self.ready.set()
+
+    def stop(self) -> None:
+        gevent.killall(self._greenlets)
+        self._greenlets = []
+        self.ready.clear()
+        if self.recorder is not None:
+            self.recorder.close(dropped=self.pacer.dropped)
+
+    def _flush_loop(self) -> None:
+        while True:
+            gevent.sleep(FLUSH_SECONDS)
+            try:
+                self.recorder.flush()
+            except (redis.ConnectionError, redis.TimeoutError, OSError) as e:
+                log.warning("ledger flush failed, will retry: %s", e)
+
+    def _ping_loop(self) -> None:
+        client = connect(self.load_url, check=False, name=LOAD_CLIENT)
+        request = self.environment.events.request
+        while True:
+            with request.measure(self.protocol.name, "ping"):
+                client.ping()
+            gevent.sleep(PING_SECONDS)

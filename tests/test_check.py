@@ -1,0 +1,123 @@
+"""The loss checker's classification, on fakeredis (no network needed)."""
+
+import fakeredis
+import pytest
+
+from queuestorm.check import check_run
+from queuestorm.errors import UsageError
+from queuestorm.jobs import JobRef
+from queuestorm.ledger import CompletionRecorder, Ledger
+
+
+@pytest.fixture
+def fr():
+    return fakeredis.FakeRedis()
+
+
+def make_run(fr, run_id="r1"):
+    ledger = Ledger(fr, run_id)
+    ledger.create_run({"protocol": "list"})
+    return ledger
+
+
+def complete(fr, run_id, producer, seq):
+    return CompletionRecorder(fr).record([(JobRef(run_id, producer, seq, 0.0), 5.0)]) == 1
+
+
+def test_every_class_of_outcome_is_counted_with_its_ids(fr):
+    ledger = make_run(fr)
+    p = ledger.register_producer()
+    for seq in range(10):
+        s = p.next_seq()
+        (p.maybe_enqueued if seq in (8, 9) else p.enqueued)(s)
+    p.close()
+    for seq in [0, 1, 2, 3, 4, 5, 8]:  # 6, 7 lost; 8 recovered; 9 indeterminate
+        assert complete(fr, "r1", p.producer_id, seq) is False
+    assert complete(fr, "r1", p.producer_id, 3) is True  # duplicate
+    assert complete(fr, "r1", p.producer_id, 3) is True
+    complete(fr, "r1", p.producer_id, 20)  # never issued: unexpected
+
+    v = check_run(fr, "r1")
+    assert (v.enqueued, v.maybe_enqueued, v.completed) == (8, 2, 8)
+    assert (v.lost, v.duplicated, v.duplicate_deliveries, v.unexpected, v.recovered) == (2, 1, 2, 1, 1)
+    assert v.lost_ids == ["1-6", "1-7"]
+    assert v.duplicated_ids == ["1-3"]
+    assert v.unexpected_ids == ["1-20"]
+    assert v.verdict == "fail"
+    assert v.e2e_ms["p50"] == pytest.approx(5.0, rel=0.03)
+
+
+def test_clean_run_passes_and_duplicates_fail_only_above_the_allowance(fr):
+    ledger = make_run(fr)
+    p = ledger.register_producer()
+    for _ in range(100):
+        p.enqueued(p.next_seq())
+    p.close()
+    for seq in range(100):
+        complete(fr, "r1", p.producer_id, seq)
+    assert check_run(fr, "r1").verdict == "pass"
+    complete(fr, "r1", p.producer_id, 50)
+    assert check_run(fr, "r1").verdict == "fail"
+    v = check_run(fr, "r1", max_duplicated=1)
+    assert v.verdict == "pass" and v.duplicated == 1
+
+
+def test_unknown_producer_completions_are_unexpected(fr):
+    make_run(fr)
+    complete(fr, "r1", 99, 0)
+    v = check_run(fr, "r1")
+    assert v.unexpected == 1 and v.unexpected_ids == ["99-0"]
+
+
+def test_a_producer_that_died_before_flushing_leaves_indeterminate_jobs_not_lost_ones(fr):
+    ledger = make_run(fr)
+    p = ledger.register_producer()
+    for _ in range(5):
+        p.enqueued(p.next_seq())
+    p.flush()
+    for _ in range(5):
+        p.enqueued(p.next_seq())  # buffered, never flushed: the process "dies"
+    fr.hset(ledger.keys.producer(p.producer_id), "issued", 10)
+    for seq in range(8):
+        complete(fr, "r1", p.producer_id, seq)
+    v = check_run(fr, "r1")
+    assert v.unclosed_producers == [p.producer_id]
+    assert (v.enqueued, v.maybe_enqueued, v.lost, v.unexpected, v.recovered) == (5, 5, 0, 0, 3)
+
+
+def test_first_ids_follow_sequence_order_across_byte_boundaries(fr):
+    ledger = make_run(fr)
+    p = ledger.register_producer()
+    for _ in range(40):
+        p.enqueued(p.next_seq())
+    p.close()
+    for seq in range(40):
+        if seq not in (7, 8, 31, 39):
+            complete(fr, "r1", p.producer_id, seq)
+    v = check_run(fr, "r1", id_limit=3)
+    assert v.lost == 4 and v.lost_ids == ["1-7", "1-8", "1-31"]
+
+
+def test_unknown_run_id_is_a_usage_error(fr):
+    with pytest.raises(UsageError, match="unknown run id 'nope'"):
+        check_run(fr, "nope")
+
+
+def test_nothing_enqueued_proves_nothing_and_fails(fr):
+    make_run(fr)
+    v = check_run(fr, "r1")
+    assert v.verdict == "fail" and "nothing was proven" in v.reasons[0]
+
+
+def test_a_batch_records_every_job_and_counts_duplicates_within_it(fr):
+    ledger = make_run(fr)
+    p = ledger.register_producer()
+    for _ in range(5):
+        p.enqueued(p.next_seq())
+    p.close()
+    recorder = CompletionRecorder(fr)
+    jobs = [(JobRef("r1", 1, seq, 0.0), 2.0) for seq in (0, 1, 2, 2, 3, 4)]
+    assert recorder.record(jobs) == 1
+    assert int(fr.get(ledger.keys.completions)) == 6
+    v = check_run(fr, "r1")
+    assert (v.completed, v.duplicated, v.duplicated_ids, v.lost) == (5, 1, ["1-2"], 0)

@@ -1,0 +1,114 @@
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import redis
+
+from queuestorm.jobs import JobEncoder
+from queuestorm.ledger import Ledger
+
+from helpers import ROOT, queuestorm
+
+
+def enqueue_jobs(r, run_id, queue, n, payload=10):
+    ledger = Ledger(r, run_id)
+    ledger.create_run({"protocol": "list", "queue": queue})
+    producer = ledger.register_producer()
+    encoder = JobEncoder(run_id, producer.producer_id, payload)
+    for _ in range(n):
+        seq = producer.next_seq()
+        r.lpush(queue, encoder.encode(seq))
+        producer.enqueued(seq)
+    producer.close()
+    return producer, encoder
+
+
+def test_drain_until_empty_completes_every_job_and_parks_foreign_ones(r, redis_url, run_id, queue):
+    enqueue_jobs(r, run_id, queue, 300)
+    r.lpush(queue, b"not-a-queuestorm-job 12345")
+    result = queuestorm("drain", "--redis-url", redis_url, "--queue", queue, "--concurrency", "8",
+                        "--until-empty", "--block", "0.5", "--stats-interval", "0.5", timeout=60)
+    assert result.returncode == 0, result.stderr
+    final = json.loads(result.stdout.strip().splitlines()[-1])
+    assert final["final"] and final["completed"] == 300 and final["foreign"] == 1
+    assert r.llen(queue) == 0
+    assert r.lrange(f"queuestorm:foreign:{queue}", 0, -1) == [b"not-a-queuestorm-job 12345"]
+    check = queuestorm("check", "--run-id", run_id, "--ledger-url", redis_url)
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert "verdict: PASS" in check.stdout
+
+
+def test_drain_with_several_processes_and_a_separate_ledger(r, redis_url, run_id, queue, redis_port):
+    ledger_url = f"redis://127.0.0.1:{redis_port}/1"
+    ledger_client = redis.Redis(port=redis_port, db=1)
+    ledger = Ledger(ledger_client, run_id)
+    ledger.create_run({"protocol": "list"})
+    producer = ledger.register_producer()
+    encoder = JobEncoder(run_id, producer.producer_id, 10)
+    for _ in range(200):
+        seq = producer.next_seq()
+        r.lpush(queue, encoder.encode(seq))
+        producer.enqueued(seq)
+    producer.close()
+    result = queuestorm("drain", "--redis-url", redis_url, "--ledger-url", ledger_url, "--queue", queue,
+                        "--processes", "2", "--concurrency", "4", "--until-empty", "--block", "0.5", timeout=60)
+    assert result.returncode == 0, result.stderr
+    finals = [json.loads(line) for line in result.stdout.splitlines() if '"final"' in line]
+    assert len(finals) == 2 and sum(f["completed"] for f in finals) == 200
+    assert not r.exists(f"queuestorm:{{{run_id}}}:completions")  # nothing of the ledger on the target's db
+    check = queuestorm("check", "--run-id", run_id, "--ledger-url", ledger_url, "--json", "/dev/stdout")
+    assert check.returncode == 0, check.stdout
+
+
+def test_sigterm_stops_gracefully_finishing_jobs_in_hand(r, redis_url, run_id, queue):
+    enqueue_jobs(r, run_id, queue, 40)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "queuestorm", "drain", "--redis-url", redis_url, "--queue", queue,
+         "--concurrency", "4", "--work-ms", "100", "--block", "0.5"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+    )
+    deadline = time.monotonic() + 20
+    while r.llen(queue) > 30 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=20)
+    assert proc.returncode == 0, err
+    completed = json.loads(out.strip().splitlines()[-1])["completed"]
+    remaining = r.llen(queue)
+    assert 0 < completed < 40 and completed + remaining == 40
+    done = r.bitcount(f"queuestorm:{{{run_id}}}:p:1:done")
+    assert done == completed  # every job taken off the queue was recorded before exit
+
+
+def test_drain_errors_are_one_line_with_exit_2(redis_url, queue):
+    bad = queuestorm("drain", "--redis-url", "redis://:secret@127.0.0.1:1/0", "--queue", queue)
+    assert bad.returncode == 2
+    assert bad.stderr.strip().count("\n") == 0 and "secret" not in bad.stderr and "cannot reach" in bad.stderr
+    unknown = queuestorm("drain", "--redis-url", redis_url, "--protocol", "carrier-pigeon")
+    assert unknown.returncode == 2 and "unknown protocol 'carrier-pigeon'" in unknown.stderr
+    missing = queuestorm("drain")
+    assert missing.returncode == 2 and "--redis-url" in missing.stderr
+
+
+def test_check_and_clean_of_unknown_or_existing_runs(r, redis_url, run_id, queue):
+    unknown = queuestorm("check", "--run-id", "no-such-run", "--ledger-url", redis_url)
+    assert unknown.returncode == 2 and "unknown run id 'no-such-run'" in unknown.stderr
+    enqueue_jobs(r, run_id, queue, 5)
+    r.set("unrelated:key", "keep me")
+    cleaned = queuestorm("clean", "--run-id", run_id, "--ledger-url", redis_url)
+    assert cleaned.returncode == 0 and "deleted" in cleaned.stdout
+    assert r.keys(f"queuestorm:{{{run_id}}}:*") == []
+    assert r.get("unrelated:key") == b"keep me" and r.llen(queue) == 5
+
+
+def test_plain_scripts_run_the_same_commands(r, redis_url, run_id, queue):
+    from helpers import run_cli
+
+    enqueue_jobs(r, run_id, queue, 20)
+    drained = run_cli(sys.executable, "workers/drain.py", "--redis-url", redis_url, "--queue", queue,
+                      "--until-empty", "--block", "0.5", timeout=60)
+    assert drained.returncode == 0, drained.stderr
+    checked = run_cli(sys.executable, "workers/check.py", "--run-id", run_id, "--ledger-url", redis_url)
+    assert checked.returncode == 0 and "verdict: PASS" in checked.stdout
