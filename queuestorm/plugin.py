@@ -226,13 +226,14 @@ def _on_test_start(environment, **_):
 @events.test_stop.add_listener
 def _on_test_stop(environment, **_):
     state: _State = environment.queuestorm
+    if state.coordinator is not None:
+        state.coordinator.stop_faults()  # first: producers flush their ledger to a server back to normal
     if state.runtime is not None and not isinstance(environment.runner, MasterRunner):
         state.runtime.stop()
     if isinstance(environment.runner, MasterRunner):
         # a headless master quits without stopping its workers first: their producers must close before the check
         environment.runner.send_message(STOP_MESSAGE)
     if state.coordinator is not None:
-        state.coordinator.stop_faults()
         try:
             state.coordinator.finish()
         except (UsageError, redis.RedisError) as e:

@@ -17,6 +17,7 @@ log = logging.getLogger("queuestorm")
 
 FLUSH_SECONDS = 0.2
 PING_SECONDS = 5.0
+CLOSE_ATTEMPTS = 10
 
 
 class ProducerRuntime:
@@ -54,7 +55,18 @@ class ProducerRuntime:
         self._greenlets = []
         self.ready.clear()
         if self.recorder is not None:
-            self.recorder.close(dropped=self.pacer.dropped)
+            self._close_recorder()
+
+    def _close_recorder(self) -> None:
+        for attempt in range(CLOSE_ATTEMPTS):
+            try:
+                self.recorder.close(dropped=self.pacer.dropped)
+                return
+            except (redis.ConnectionError, redis.TimeoutError, OSError) as e:
+                error = e
+                gevent.sleep(0.5)
+        log.error("producer %s could not write its last ledger records (%s): its unrecorded enqueues count as "
+                  "indeterminate", self.recorder.producer_id, error)
 
     def _flush_loop(self) -> None:
         while True:

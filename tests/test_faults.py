@@ -1,0 +1,125 @@
+"""Each fault kind on a real redis-server: the verdict's exact classes, and the server left as it was."""
+
+import json
+
+import pytest
+import redis
+
+from queuestorm.errors import UsageError
+from queuestorm.faults import parse_faults
+
+from helpers import locust
+
+
+def write_faults(tmp_path, *faults) -> str:
+    path = tmp_path / "faults.yaml"
+    path.write_text("faults:\n" + "".join(f"  - {json.dumps(f)}\n" for f in faults))
+    return str(path)
+
+
+def run(tmp_path, redis_url, queue, protocol, faults, *args, seconds=4, expect=0):
+    report = tmp_path / "verdict.json"
+    env = {"REDIS_URL": redis_url} if redis_url else {}
+    result = locust("--users", "5", "--spawn-rate", "5", "--run-time", f"{seconds}s", "--protocol", protocol,
+                    "--queue", queue, "--faults", write_faults(tmp_path, *faults), "--report", str(report),
+                    "--max-duplicated", "1000", *args, env=env)
+    assert result.returncode == expect, result.stderr[-3000:]
+    with open(report) as f:
+        doc = json.load(f)
+    assert [f["kind"] for f in doc["faults"]] == [f["kind"] for f in faults]
+    assert all("error" not in f for f in doc["faults"]), doc["faults"]
+    return doc
+
+
+def test_fault_lists_are_validated_naming_file_and_field():
+    with pytest.raises(UsageError, match=r"f.yaml: faults\[1\].kind: unknown fault 'meteor'"):
+        parse_faults([{"kind": "pause", "duration": 1}, {"kind": "meteor"}], "f.yaml")
+    with pytest.raises(UsageError, match=r"f.yaml: faults\[0\].durtion: unknown field for pause"):
+        parse_faults([{"kind": "pause", "durtion": 1}], "f.yaml")
+    with pytest.raises(UsageError, match=r"faults\[0\].duration: pause needs a duration above 0"):
+        parse_faults([{"kind": "pause"}], "f.yaml")
+    with pytest.raises(UsageError, match=r"faults\[0\].target: 'everyone' is not one of load, drain, all"):
+        parse_faults([{"kind": "client-kill", "target": "everyone"}], "f.yaml")
+    with pytest.raises(UsageError, match=r"faults\[0\].at: 'soon' is not a number of seconds"):
+        parse_faults([{"kind": "kill-drain", "at": "soon"}], "f.yaml")
+    assert parse_faults([{"kind": "kill-drain", "at": "2.5s", "count": 2}], "f.yaml")[0].params == {"count": 2}
+
+
+@pytest.mark.parametrize("protocol", ["reliable", "stream"])
+def test_reliable_protocols_lose_nothing_under_kill_drain_client_kill_and_pause(protocol, tmp_path, redis_url,
+                                                                                queue, r):
+    doc = run(tmp_path, redis_url, queue, protocol, [
+        {"kind": "kill-drain", "at": 1, "restart_after": 0.5},
+        {"kind": "client-kill", "at": 2, "target": "all"},
+        {"kind": "pause", "at": 2.5, "duration": 0.5},
+    ], "--work-ms", "20", "--drain-concurrency", "10", "--rate", "300", "--visibility-timeout", "2", seconds=5)
+    assert doc["lost"] == 0 and doc["unexpected"] == 0
+    assert doc["completed"] == doc["enqueued"] + doc["recovered"]
+    assert r.ping()
+
+
+def test_list_loses_the_jobs_in_flight_when_a_drain_is_killed(tmp_path, redis_url, queue):
+    """Every drain greenlet holds one job for 200 ms of work: a SIGKILL loses those, at most one per greenlet.
+    (tests/test_protocols.py counts the jobs in flight independently and finds the loss equal to them.)"""
+    doc = run(tmp_path, redis_url, queue, "list", [{"kind": "kill-drain", "at": 1.5, "restart_after": 0.5}],
+              "--work-ms", "200", "--drain-concurrency", "5", "--rate", "100", expect=1)
+    assert 1 <= doc["lost"] <= 5 and doc["unexpected"] == 0
+    assert doc["completed"] + doc["lost"] == doc["enqueued"] + doc["recovered"]
+
+
+def test_enqueues_that_raised_are_maybe_enqueued_and_if_completed_recovered_never_unexpected(tmp_path, redis_url,
+                                                                                          queue):
+    doc = run(tmp_path, redis_url, queue, "list", [
+        {"kind": "client-kill", "at": 1, "target": "load"},
+        {"kind": "client-kill", "at": 1.5, "target": "load"},
+        {"kind": "client-kill", "at": 2, "target": "load"},
+    ])
+    assert doc["maybe_enqueued"] >= 1
+    assert doc["lost"] == 0 and doc["unexpected"] == 0
+    assert doc["completed"] == doc["enqueued"] + doc["recovered"]
+
+
+def test_maxclients_and_pause_leave_the_server_as_it_was(tmp_path, redis_url, queue, r):
+    before = r.config_get("maxclients")["maxclients"]
+    doc = run(tmp_path, redis_url, queue, "reliable", [
+        {"kind": "maxclients", "at": 0.5, "duration": 30, "maxclients": 3},
+        {"kind": "pause", "at": 1, "duration": 30},
+    ], seconds=2)
+    assert r.config_get("maxclients")["maxclients"] == before
+    pinger = redis.Redis.from_url(redis_url, socket_timeout=2)
+    assert pinger.lpush(queue + "-probe", "x") == 1  # a write goes through: the pause was lifted
+    assert doc["faults"][0]["detail"].endswith("-> 3 for 30s")
+    assert doc["lost"] == 0
+
+
+def test_latency_fault_slows_the_load_through_the_proxy(tmp_path, redis_url, queue):
+    doc = run(tmp_path, redis_url, queue, "list", [
+        {"kind": "latency", "at": 0.5, "duration": 2, "delay_ms": 30, "jitter_ms": 5},
+    ])
+    assert doc["lost"] == 0 and doc["verdict"] == "pass"
+    assert doc["e2e_ms"]["max"] >= 30
+
+
+def test_restart_redis_with_aof_keeps_reliable_jobs_and_the_ledger_elsewhere(tmp_path, queue):
+    doc = run(tmp_path, None, queue, "reliable", [{"kind": "restart-redis", "at": 1.5, "down_for": 0.5}],
+              "--embedded", "redis-server", "--aof", "--ledger-url", "embedded", "--rate", "300")
+    assert doc["lost"] == 0 and doc["unexpected"] == 0 and doc["enqueued"] > 300
+
+
+def test_restart_redis_without_persistence_loses_the_queue(tmp_path, queue):
+    doc = run(tmp_path, None, queue, "list", [{"kind": "restart-redis", "at": 1.5, "down_for": 0.5}],
+              "--embedded", "redis-server", "--ledger-url", "embedded", "--rate", "300", "--work-ms", "50",
+              "--drain-concurrency", "2", expect=1)
+    assert doc["lost"] > 0
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--redis-url", "REDIS"], "restart-redis needs a redis-server that queuestorm starts itself"),
+    (["--embedded", "redis-server"], "would restart the server holding the ledger"),
+])
+def test_restart_redis_is_refused_where_it_cannot_be_done_safely(tmp_path, redis_url, args, message):
+    args = [redis_url if a == "REDIS" else a for a in args]
+    result = locust("--users", "1", "--run-time", "1s", "--faults",
+                    write_faults(tmp_path, {"kind": "restart-redis", "at": 1}), *args, timeout=60)
+    assert result.returncode == 2
+    assert message in result.stderr and "Traceback" not in result.stderr
