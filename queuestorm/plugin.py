@@ -33,6 +33,7 @@ log = logging.getLogger("queuestorm")
 
 CONFIG_MESSAGE = "queuestorm_config"
 STOP_MESSAGE = "queuestorm_stop"
+STOP_TIMEOUT = 2.0  # seconds a user may take to finish its in-flight enqueue when the run stops
 
 
 def _fail(message: str) -> None:
@@ -175,6 +176,9 @@ def _on_init(environment, runner=None, **_):
         runner.register_message(CONFIG_MESSAGE, state.on_config_message)
         runner.register_message(STOP_MESSAGE, lambda environment, **_: gevent.spawn(environment.runner.stop))
         return
+    if not environment.stop_timeout:
+        # Locust's default kills users mid-request: the ledger would have to count those enqueues as maybe-enqueued
+        environment.stop_timeout = STOP_TIMEOUT
     state.coordinator = Coordinator(environment, config)
     try:
         state.coordinator.setup()

@@ -1,7 +1,7 @@
 """A TCP proxy that adds delay and jitter between clients and Redis, each way: what Sidekiq's benchmark does with
 Toxiproxy, and how a laptop simulates a distant hosted Redis. Runs as its own process:
 
-    python -m queuestorm.proxy HOST PORT [DELAY_MS [JITTER_MS]]
+    python -m queuestorm.proxy HOST PORT [DELAY_MS [JITTER_MS [LISTEN_PORT]]]
 
 prints `PORT n` once listening, then takes `latency DELAY_MS JITTER_MS` lines on stdin.
 Byte order is kept in each direction: a chunk is never released before the one read before it.
@@ -93,9 +93,14 @@ def main(argv: list[str]) -> None:
     host, port = argv[0], int(argv[1])
     delay = float(argv[2]) if len(argv) > 2 else 0.0
     jitter = float(argv[3]) if len(argv) > 3 else 0.0
+    listen_port = int(argv[4]) if len(argv) > 4 else 0
     proxy = LatencyProxy(host, port, delay, jitter)
-    server = StreamServer(("127.0.0.1", 0), proxy.handle, backlog=1024)
-    server.start()
+    server = StreamServer(("127.0.0.1", listen_port), proxy.handle, backlog=1024)
+    try:
+        server.start()
+    except OSError as e:
+        print(f"ERROR {e.strerror}", flush=True)
+        return
     print(f"PORT {server.server_port}", flush=True)
     proxy.control(FileObject(sys.stdin, "r"))  # returns when the parent closes our stdin
     server.stop(timeout=1)
@@ -104,19 +109,20 @@ def main(argv: list[str]) -> None:
 class ProxyProcess:
     """The parent's handle on a proxy process in front of `url`."""
 
-    def __init__(self, url: str, delay_ms: float = 0.0, jitter_ms: float = 0.0):
+    def __init__(self, url: str, delay_ms: float = 0.0, jitter_ms: float = 0.0, listen_port: int = 0):
         parts = urlsplit(url)
         if parts.scheme == "unix":
             raise UsageError("the latency proxy needs a TCP Redis URL, not unix://")
         self._process = subprocess.Popen(
             [sys.executable, "-m", "queuestorm.proxy", parts.hostname or "127.0.0.1", str(parts.port or 6379),
-             str(delay_ms), str(jitter_ms)],
+             str(delay_ms), str(jitter_ms), str(listen_port)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
         )
         line = self._process.stdout.readline().strip()
         if not line.startswith("PORT "):
             self.stop()
-            raise UsageError("the latency proxy did not start")
+            raise UsageError(f"the latency proxy could not listen on 127.0.0.1:{listen_port}: "
+                             f"{line.removeprefix('ERROR ') or 'it exited'}")
         self.port = int(line.split()[1])
         auth = parts.netloc.rsplit("@", 1)[0] + "@" if "@" in parts.netloc else ""
         self.url = urlunsplit((parts.scheme, f"{auth}127.0.0.1:{self.port}", parts.path, parts.query, ""))

@@ -1,6 +1,10 @@
 """Each fault kind on a real redis-server: the verdict's exact classes, and the server left as it was."""
 
 import json
+import signal
+import subprocess
+import sys
+import time
 
 import pytest
 import redis
@@ -8,7 +12,7 @@ import redis
 from queuestorm.errors import UsageError
 from queuestorm.faults import parse_faults
 
-from helpers import locust
+from helpers import locust, queuestorm
 
 
 def write_faults(tmp_path, *faults) -> str:
@@ -23,9 +27,8 @@ def run(tmp_path, redis_url, queue, protocol, faults, *args, seconds=4, expect=0
     result = locust("--users", "5", "--spawn-rate", "5", "--run-time", f"{seconds}s", "--protocol", protocol,
                     "--queue", queue, "--faults", write_faults(tmp_path, *faults), "--report", str(report),
                     "--max-duplicated", "1000", *args, env=env)
-    assert result.returncode == expect, result.stderr[-3000:]
-    with open(report) as f:
-        doc = json.load(f)
+    doc = json.loads(report.read_text()) if report.exists() else None
+    assert result.returncode == expect, (doc, [line for line in result.stderr.splitlines() if "queuestorm" in line])
     assert [f["kind"] for f in doc["faults"]] == [f["kind"] for f in faults]
     assert all("error" not in f for f in doc["faults"]), doc["faults"]
     return doc
@@ -123,3 +126,44 @@ def test_restart_redis_is_refused_where_it_cannot_be_done_safely(tmp_path, redis
                     write_faults(tmp_path, {"kind": "restart-redis", "at": 1}), *args, timeout=60)
     assert result.returncode == 2
     assert message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_fault_cli_lowers_maxclients_and_restores_it_on_sigterm(redis_url, r):
+    before = r.config_get("maxclients")["maxclients"]
+    proc = subprocess.Popen([sys.executable, "-m", "queuestorm", "fault", "maxclients", "--redis-url", redis_url,
+                             "--maxclients", "7", "--duration", "60"], stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 10
+        while r.config_get("maxclients")["maxclients"] != "7" and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert r.config_get("maxclients")["maxclients"] == "7"
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(10) == 0, proc.stderr.read()
+    finally:
+        proc.kill()
+    assert r.config_get("maxclients")["maxclients"] == before
+
+
+def test_fault_cli_pause_holds_writes_for_its_duration_then_lifts(redis_url, r, queue):
+    proc = subprocess.Popen([sys.executable, "-m", "queuestorm", "fault", "pause", "--redis-url", redis_url,
+                             "--duration", "1"], stderr=subprocess.PIPE, text=True)
+    time.sleep(0.5)  # the pause has started (or the LPUSH below would not wait at all)
+    started = time.monotonic()
+    r.lpush(queue + "-paused", "x")
+    waited = time.monotonic() - started
+    assert proc.wait(10) == 0, proc.stderr.read()
+    assert waited > 0.1
+    assert "CLIENT PAUSE 1s write" in proc.stderr.read()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["pause", "--mode", "sometimes", "--duration", "1"], "--mode: 'sometimes' is not one of all, write"),
+    (["maxclients"], "--duration: maxclients needs a duration above 0"),
+    (["latency", "--duration", "1", "--listen-port", "PORT"], "could not listen on 127.0.0.1:"),
+])
+def test_fault_cli_refuses_bad_input_in_one_line(redis_url, redis_port, args, message):
+    args = [str(redis_port) if a == "PORT" else a for a in args]
+    result = queuestorm("fault", *args, "--redis-url", redis_url)
+    assert result.returncode == 2
+    assert message in result.stderr and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1

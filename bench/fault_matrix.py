@@ -1,0 +1,111 @@
+"""Every protocol under every fault, on a local redis-server: what each queue design loses, duplicates, recovers.
+
+    python bench/fault_matrix.py [--seconds 6] [--rate 500] [--write docs/fault-matrix.md]
+
+Each cell is one `locust -f locustfiles/enqueue.py --headless` run with a `--faults` file, checked by queuestorm's
+loss checker; the table is made from the verdict JSON of each run. Rows that restart Redis run on an embedded
+redis-server that queuestorm starts itself (ledger on a second one), the others on a redis-server this script starts.
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+from queuestorm.embedded import EmbeddedRedis
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+PROTOCOLS = ("list", "reliable", "stream")
+RESTART = ["--embedded", "redis-server", "--ledger-url", "embedded"]
+FAULTS = {  # name -> (faults list, extra locust args)
+    "none": ([], []),
+    "kill-drain": ([{"kind": "kill-drain", "at": 2, "restart_after": 1}], []),
+    "client-kill": ([{"kind": "client-kill", "at": 2, "target": "all"}], []),
+    "pause 1s": ([{"kind": "pause", "at": 2, "duration": 1}], []),
+    "maxclients 12 + client-kill": ([{"kind": "maxclients", "at": 2, "duration": 2, "maxclients": 12},
+                                     {"kind": "client-kill", "at": 2.1, "target": "all"}], []),
+    "latency 20±5 ms": ([{"kind": "latency", "at": 2, "duration": 2, "delay_ms": 20, "jitter_ms": 5}], []),
+    "restart-redis": ([{"kind": "restart-redis", "at": 2, "down_for": 1}], RESTART),
+    "restart-redis, AOF": ([{"kind": "restart-redis", "at": 2, "down_for": 1}], RESTART + ["--aof"]),
+}
+COLUMNS = ("enqueued", "maybe_enqueued", "completed", "lost", "duplicated", "unexpected", "recovered")
+
+
+def run_cell(protocol: str, fault: str, redis_url: str, workdir: str, a) -> dict:
+    faults, extra = FAULTS[fault]
+    faults_path = os.path.join(workdir, "faults.yaml")
+    report = os.path.join(workdir, "verdict.json")
+    with open(faults_path, "w") as f:
+        json.dump({"faults": faults}, f)  # JSON is YAML
+    if os.path.exists(report):
+        os.remove(report)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("QS_") and k != "REDIS_URL"}
+    if "--embedded" not in extra:
+        env["REDIS_URL"] = redis_url
+    command = [sys.executable, "-m", "locust", "-f", os.path.join(ROOT, "locustfiles", "enqueue.py"), "--headless",
+               "--only-summary", "--users", str(a.users), "--spawn-rate", str(a.users), "--run-time", f"{a.seconds}s",
+               "--rate", str(a.rate), "--protocol", protocol, "--queue", f"matrix-{protocol}-{time.time_ns()}",
+               "--work-ms", str(a.work_ms), "--drain-concurrency", "10", "--visibility-timeout", "2",
+               "--max-duplicated", "1000000", "--faults", faults_path, "--report", report, *extra]
+    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+    if not os.path.exists(report):
+        return {"error": f"exit {result.returncode}: " + result.stderr.strip().splitlines()[-1]}
+    with open(report) as f:
+        doc = json.load(f)
+    doc["fault_errors"] = [x["error"] for x in doc.get("faults", []) if "error" in x]
+    return doc
+
+
+def table(rows: list[tuple[str, str, dict]]) -> str:
+    lines = ["| protocol | fault | " + " | ".join(c.replace("_", " ") for c in COLUMNS) + " | verdict |",
+             "|---|---|" + "---:|" * len(COLUMNS) + "---|"]
+    for protocol, fault, doc in rows:
+        if "error" in doc:
+            lines.append(f"| {protocol} | {fault} | " + " | ".join("–" for _ in COLUMNS) + f" | {doc['error']} |")
+            continue
+        verdict = doc["verdict"].upper() + (f" (fault error: {'; '.join(doc['fault_errors'])})"
+                                            if doc["fault_errors"] else "")
+        lines.append(f"| {protocol} | {fault} | " + " | ".join(str(doc[c]) for c in COLUMNS) + f" | {verdict} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--seconds", type=int, default=6)
+    p.add_argument("--rate", type=float, default=500)
+    p.add_argument("--users", type=int, default=10)
+    p.add_argument("--work-ms", type=float, default=20, help="work per job in the drain, so jobs are in flight")
+    p.add_argument("--protocols", default=",".join(PROTOCOLS))
+    p.add_argument("--faults", default=",".join(FAULTS), help="comma-separated names from the table")
+    p.add_argument("--write", help="also write the table, with the command, to this Markdown file")
+    a = p.parse_args()
+    server = EmbeddedRedis("redis-server")
+    url = server.start()
+    rows = []
+    try:
+        with tempfile.TemporaryDirectory() as workdir:
+            for fault in a.faults.split(","):
+                for protocol in a.protocols.split(","):
+                    doc = run_cell(protocol, fault, url, workdir, a)
+                    rows.append((protocol, fault, doc))
+                    print(f"{protocol:9} {fault:28} " + ("  ".join(f"{c}={doc.get(c)}" for c in COLUMNS)
+                                                         if "error" not in doc else doc["error"]), flush=True)
+    finally:
+        server.stop()
+    text = table(rows)
+    print("\n" + text)
+    if a.write:
+        with open(a.write, "w") as f:
+            f.write(f"# Fault matrix\n\nProduced on {time.strftime('%Y-%m-%d')} by\n\n"
+                    f"    python bench/fault_matrix.py {' '.join(sys.argv[1:])}\n\n"
+                    f"{a.users} users at {a.rate:g} enqueues/s for {a.seconds} s, {a.work_ms:g} ms of work per "
+                    f"job in one inline drain process of 10 greenlets, visibility timeout 2 s; faults start 2 s "
+                    f"into the load.\n\n{text}\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,72 @@
+"""`queuestorm fault KIND ...`: one fault by hand against a running system, undone when its duration ends or on
+Ctrl-C / SIGTERM. The kinds that act on processes a Locust run owns (kill-drain, restart-redis) exist only inside
+a run's `faults:` list."""
+
+import re
+import signal
+import time
+
+import gevent
+
+from .connection import connect, redact
+from .errors import EXIT_PASS, UsageError
+from .faults import FaultContext, FaultRunner, parse_faults
+from .proxy import ProxyProcess
+
+MANUAL_KINDS = ("client-kill", "pause", "maxclients", "latency")
+PARAMETERS = ("mode", "target", "maxclients", "delay_ms", "jitter_ms")
+
+
+def add_parser(sub, redis_url_default) -> None:
+    p = sub.add_parser("fault", help="inject one fault by hand (client-kill, pause, maxclients, latency)",
+                       description=__doc__)
+    p.add_argument("kind", choices=MANUAL_KINDS)
+    p.add_argument("--redis-url", default=redis_url_default, help="the Redis to act on [REDIS_URL]")
+    p.add_argument("--duration", type=float, default=0.0,
+                   help="seconds the fault lasts before it is undone (pause, maxclients, latency)")
+    p.add_argument("--mode", help="pause: write (default) or all")
+    p.add_argument("--target", help="client-kill: load, drain or all (default) — by queuestorm's client names")
+    p.add_argument("--maxclients", type=int, help="maxclients: the lowered limit (default: 10)")
+    p.add_argument("--delay-ms", type=float, help="latency: delay each way, ms (default: 50)")
+    p.add_argument("--jitter-ms", type=float, help="latency: +/- jitter each way, ms (default: 0)")
+    p.add_argument("--listen-port", type=int, default=0,
+                   help="latency: the proxy's port on 127.0.0.1 (default: any free one, printed)")
+
+
+def cmd_fault(a) -> int:
+    if not a.redis_url:
+        raise UsageError("--redis-url (or REDIS_URL) is required")
+    item = {"kind": a.kind, "duration": a.duration}
+    item.update({name: getattr(a, name) for name in PARAMETERS if getattr(a, name) is not None})
+    try:
+        spec, = parse_faults([item], "cli")
+    except UsageError as e:  # name the option, not the YAML field
+        raise UsageError(re.sub(r"^cli: faults\[0\]\.(\w+)", lambda m: "--" + m[1].replace("_", "-"), str(e))) from None
+    context = FaultContext(admin=connect(a.redis_url, role="target Redis"))
+    if a.kind == "latency":
+        context.proxy = ProxyProcess(a.redis_url, listen_port=a.listen_port)
+        print(f"latency proxy: point clients at {redact(context.proxy.url)}", flush=True)
+    runner = FaultRunner([spec], context)
+    gevent.signal_handler(signal.SIGTERM, gevent.kill, gevent.getcurrent(), KeyboardInterrupt)
+    try:
+        runner.start()
+        _wait_until_undone(runner, spec.duration)
+    except KeyboardInterrupt:
+        print("interrupted: undoing the fault", flush=True)
+    finally:
+        runner.stop()
+        if context.proxy is not None:
+            context.proxy.stop()
+    record = runner.records[0] if runner.records else {}
+    if "error" in record:
+        raise UsageError(f"{a.kind} on {redact(a.redis_url)} failed: {record['error']}")
+    return EXIT_PASS
+
+
+def _wait_until_undone(runner: FaultRunner, duration: float) -> None:
+    started = time.monotonic()
+    while not runner.records:
+        gevent.sleep(0.01)
+    if "error" not in runner.records[0]:
+        gevent.sleep(max(0.0, started + duration - time.monotonic()))
+
