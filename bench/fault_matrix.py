@@ -30,7 +30,7 @@ FAULTS = {  # name -> (faults list, extra locust args)
                                      {"kind": "client-kill", "at": 2.1, "target": "all"}], []),
     "latency 20±5 ms": ([{"kind": "latency", "at": 2, "duration": 2, "delay_ms": 20, "jitter_ms": 5}], []),
     "restart-redis": ([{"kind": "restart-redis", "at": 2, "down_for": 1}], RESTART),
-    "restart-redis, AOF": ([{"kind": "restart-redis", "at": 2, "down_for": 1}], RESTART + ["--aof"]),
+    "restart-redis + AOF": ([{"kind": "restart-redis", "at": 2, "down_for": 1}], RESTART + ["--aof"]),
 }
 COLUMNS = ("enqueued", "maybe_enqueued", "completed", "lost", "duplicated", "unexpected", "recovered")
 

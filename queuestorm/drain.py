@@ -10,7 +10,7 @@ import time
 import gevent
 import redis
 
-from .connection import DRAIN_CLIENT, connect, redact
+from .connection import DRAIN_CLIENT, connect, redact, socket_timeout_for
 from .errors import UsageError
 from .jobs import decode
 from .keys import foreign_jobs_key
@@ -71,6 +71,7 @@ class DrainWorker:
         self._histogram = LocalHistogram()
         self._last_stats_at: float | None = None
         self._last_count = 0
+        self._held: set[bytes] = set()  # bodies fetched and not yet acknowledged, for protocol.sweep_orphans
 
     def run(self) -> int:
         self._monitor_client = connect(self.redis_url, role="target Redis")
@@ -95,8 +96,10 @@ class DrainWorker:
 
     def _consume(self) -> None:
         protocol = self.protocol
-        target = connect(self.redis_url, block_seconds=self.block_seconds, check=False, name=DRAIN_CLIENT)
-        ledger = target if self.same_server else connect(self.ledger_url, check=False)
+        target = self._connect(self.redis_url, block_seconds=self.block_seconds, name=DRAIN_CLIENT)
+        ledger = target if self.same_server else self._connect(self.ledger_url)
+        if target is None or ledger is None:
+            return
         recorder = CompletionRecorder(ledger)
         backoff = 0.05
         while not self.stopping:
@@ -113,7 +116,26 @@ class DrainWorker:
                 if time.monotonic() - started < self.block_seconds / 2:
                     gevent.sleep(min(0.1, self.block_seconds))  # the server did not block: never busy-spin
                 continue
-            self._handle(target, recorder, deliveries)
+            bodies = [d.body for d in deliveries]
+            self._held.update(bodies)
+            try:
+                self._handle(target, recorder, deliveries)
+            except NETWORK_ERRORS as e:  # retried for RECORD_RETRY_SECONDS: left unacknowledged, for redelivery
+                self._error(e)
+            finally:
+                self._held.difference_update(bodies)
+
+    def _connect(self, url: str, **options) -> redis.Redis | None:
+        """run() checked both URLs: a refusal now (maxclients, a restarting server) is waited out, until stopped."""
+        backoff = 0.05
+        while not self.stopping:
+            try:
+                return connect(url, check=False, **options)
+            except UsageError as e:
+                self._error(e)
+                gevent.sleep(backoff)
+                backoff = min(backoff * 2, MAX_BACKOFF)
+        return None
 
     def _handle(self, target: redis.Redis, recorder: CompletionRecorder, deliveries: list[Delivery]) -> None:
         protocol = self.protocol
@@ -176,7 +198,9 @@ class DrainWorker:
     def _monitor(self) -> None:
         protocol, client = self.protocol, self._monitor_client
         tick = min(0.5, self.stats_interval, protocol.visibility_timeout / 3)
-        last_print = last_heartbeat = last_reap = time.monotonic()
+        last_print = last_heartbeat = last_reap = last_sweep = time.monotonic()
+        sweep_every = max(protocol.visibility_timeout / 2, socket_timeout_for(self.block_seconds) + 1)
+        suspects: set[bytes] = set()
         while not self.stopping:
             gevent.sleep(tick)
             now = time.monotonic()
@@ -187,6 +211,10 @@ class DrainWorker:
                 if now - last_reap >= protocol.visibility_timeout / 2:
                     self.recovered += protocol.recover_abandoned(client)
                     last_reap = now
+                if now - last_sweep >= sweep_every:
+                    returned, suspects = protocol.sweep_orphans(client, set(self._held), suspects)
+                    self.recovered += returned
+                    last_sweep = now
                 self.depth = protocol.depth(client)
             except NETWORK_ERRORS as e:
                 self._error(e)
@@ -217,7 +245,8 @@ class DrainWorker:
         if final:
             line["final"] = True
         self._histogram.reset()
-        print(json.dumps(line), file=self.out, flush=True)
+        self.out.write(json.dumps(line) + "\n")  # one write: processes sharing a pipe never interleave a line
+        self.out.flush()
 
 
 def run_processes(commands: list[list[str]]) -> int:

@@ -47,9 +47,17 @@ class DrainFleet:
     def alive(self) -> int:
         return sum(1 for proc in self.processes if proc is not None and proc.poll() is None)
 
-    def crashed(self) -> list[int]:
-        """Exit codes of processes that ended on their own, not by a stop."""
-        return [p.returncode for p in self.processes if p is not None and p.poll() not in (None, 0, -9)]
+    def restart_crashed(self) -> list[tuple[int, int]]:
+        """Restart processes that ended on their own (not by a stop or a kill-drain SIGKILL), as a platform restarts
+        a crashed dyno or pod; returns (index, exit code) of each. The run checked its URLs before starting them, so
+        a drain that fails now met a transient refusal (maxclients, a restarting server)."""
+        restarted = []
+        for index, proc in enumerate(self.processes):
+            if proc is not None and proc.poll() not in (None, 0, -signal.SIGKILL):
+                restarted.append((index, proc.returncode))
+                self.exit_codes.append(proc.returncode)
+                self._start(index)
+        return restarted
 
     def stop(self) -> None:
         running = [p for p in self.processes if p is not None and p.poll() is None]

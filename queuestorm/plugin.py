@@ -33,6 +33,7 @@ log = logging.getLogger("queuestorm")
 
 CONFIG_MESSAGE = "queuestorm_config"
 STOP_MESSAGE = "queuestorm_stop"
+SUPERVISE_SECONDS = 1.0
 STOP_TIMEOUT = 2.0  # seconds a user may take to finish its in-flight enqueue when the run stops
 
 
@@ -97,7 +98,14 @@ class Coordinator:
                                 processes=c.drain_processes, concurrency=c.drain_concurrency, work_ms=c.work_ms,
                                 visibility_timeout=c.visibility_timeout)
         self.drain.start()
+        self._supervisor = gevent.spawn(self._supervise_drain)
         log.info("started %d inline drain process(es) x %d greenlets", c.drain_processes, c.drain_concurrency)
+
+    def _supervise_drain(self) -> None:
+        while True:
+            gevent.sleep(SUPERVISE_SECONDS)
+            for index, code in self.drain.restart_crashed():
+                log.warning("inline drain process %d exited with code %s: restarted", index, code)
 
     def start_faults(self) -> None:
         if not self.fault_specs:
@@ -113,6 +121,7 @@ class Coordinator:
 
     def stop_drain(self) -> None:
         if self.drain is not None:
+            self._supervisor.kill()
             self.drain.stop()
 
     def shutdown(self) -> None:
@@ -132,8 +141,6 @@ class Coordinator:
                      c.run_id, settled.depth, c.queue, c.run_id)
             self.environment.process_exit_code = EXIT_PASS
             return
-        if self.drain is not None and self.drain.crashed():
-            log.error("inline drain process(es) exited early with code(s) %s", self.drain.crashed())
         log.info("load stopped; waiting up to %.0fs for the drain to finish", c.grace)
         settled = wait_for_drain(self.target, self.protocol, self.ledger, c.grace)
         verdict = check_run(self.ledger.client, c.run_id, max_duplicated=c.max_duplicated)
@@ -147,6 +154,8 @@ class Coordinator:
             "depth_at_check": settled.depth,
             "drain_settled": settled.settled,
         })
+        if self.drain is not None:
+            verdict.extra["drain_crashes"] = len(self.drain.exit_codes)
         if not settled.settled:
             verdict.reasons.append(f"the drain did not finish within --grace {c.grace:g}s "
                                    f"({settled.depth} job(s) still queued)")

@@ -1,15 +1,19 @@
+import io
 import json
 import signal
 import subprocess
 import sys
 import time
 
+import gevent
 import redis
 
+from queuestorm.drain import DrainWorker
+from queuestorm.drain_fleet import DrainFleet
 from queuestorm.jobs import JobEncoder
 from queuestorm.ledger import Ledger
 
-from helpers import ROOT, queuestorm
+from helpers import ROOT, free_port, queuestorm
 
 
 def enqueue_jobs(r, run_id, queue, n, payload=10):
@@ -112,3 +116,38 @@ def test_plain_scripts_run_the_same_commands(r, redis_url, run_id, queue):
     assert drained.returncode == 0, drained.stderr
     checked = run_cli(sys.executable, "workers/check.py", "--run-id", run_id, "--ledger-url", redis_url)
     assert checked.returncode == 0 and "verdict: PASS" in checked.stdout
+
+
+def test_a_drain_connection_refused_after_start_is_waited_out_not_fatal(r, redis_url, queue):
+    """maxclients reached (or a restarting server) while a drain greenlet connects: it retries until let in."""
+    worker = DrainWorker(redis_url, "list", queue, concurrency=1, out=io.StringIO())
+    before = r.config_get("maxclients")["maxclients"]
+    r.config_set("maxclients", len(r.client_list()))
+    try:
+        connecting = gevent.spawn(worker._connect, redis_url)
+        gevent.sleep(0.5)
+        assert not connecting.ready() and worker.errors >= 1
+        assert "max number of clients reached" in worker.last_error
+    finally:
+        r.config_set("maxclients", before)
+    client = connecting.get(timeout=5)
+    assert client.ping()
+
+
+def test_inline_drains_that_exit_on_their_own_are_restarted_but_not_those_a_fault_killed(redis_url, queue):
+    unreachable = f"redis://127.0.0.1:{free_port()}/0"  # each start exits 2 at once
+    fleet = DrainFleet(unreachable, unreachable, "list", queue, processes=1, concurrency=1, work_ms=0,
+                       visibility_timeout=30)
+    fleet.start()
+    try:
+        fleet.processes[0].wait(30)
+        assert fleet.restart_crashed() == [(0, 2)] and fleet.exit_codes == [2]
+        fleet.processes[0].wait(30)
+        fleet.base_command[fleet.base_command.index("--redis-url") + 1] = redis_url
+        assert fleet.restart_crashed() == [(0, 2)]
+        time.sleep(1)
+        assert fleet.alive() == 1
+        assert fleet.kill(1) == [0]
+        assert fleet.restart_crashed() == [] and fleet.alive() == 0
+    finally:
+        fleet.stop()

@@ -124,3 +124,16 @@ def test_fakeredis_non_blocking_fetches_do_not_busy_spin(protocol, queue):
         assert cpu < 0.5, cpu  # a busy-spinning loop would burn ~3 s of CPU in 3 s
     finally:
         server.stop()
+
+
+def test_reliable_returns_a_job_whose_fetch_reply_was_lost_but_never_one_in_hand(r, queue):
+    """BLMOVE applied on the server, its reply lost with the connection: the job sits in a live consumer's
+    processing list that no reaper will touch. The consumer's own sweep returns it, after two sightings."""
+    protocol = make_protocol("reliable", queue, "c1")
+    r.rpush(protocol.processing, b"orphan", b"in-hand")
+    returned, suspects = protocol.sweep_orphans(r, {b"in-hand"}, set())
+    assert returned == 0 and suspects == {b"orphan"}  # first sighting: its fetch may still be on its way back
+    returned, suspects = protocol.sweep_orphans(r, {b"in-hand"}, suspects)
+    assert returned == 1 and suspects == set()
+    assert r.lrange(queue, 0, -1) == [b"orphan"] and r.lrange(protocol.processing, 0, -1) == [b"in-hand"]
+    assert protocol.sweep_orphans(r, set(), set()) == (0, {b"in-hand"})

@@ -52,6 +52,12 @@ class Protocol(ABC):
         """Return jobs held by consumers silent for longer than the visibility timeout; how many were returned."""
         return 0
 
+    def sweep_orphans(self, client: redis.Redis, held: set[bytes], suspects: set[bytes]) -> tuple[int, set[bytes]]:
+        """Return to the queue the jobs this consumer owns on the server that none of its fetches holds (a fetch
+        whose reply was lost with its connection). A job is returned only if it was already unheld at the previous
+        sweep (`suspects`), at least a fetch's socket timeout earlier. Returns (returned, suspects for next time)."""
+        return 0, set()
+
     @abstractmethod
     def depth(self, client: redis.Redis) -> int:
         """Jobs waiting or in flight: what the drain fleet still has to do."""

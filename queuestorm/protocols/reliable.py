@@ -69,6 +69,16 @@ class ReliableProtocol(Protocol):
             client.zrem(self.consumers_key, consumer)
         return returned
 
+    def sweep_orphans(self, client, held, suspects):
+        unheld = {body for body in client.lrange(self.processing, 0, -1) if body not in held}
+        orphans = unheld & suspects
+        for body in orphans:
+            pipe = client.pipeline(transaction=True)
+            pipe.lrem(self.processing, 1, body)
+            pipe.rpush(self.queue, body)
+            pipe.execute()
+        return len(orphans), unheld - orphans
+
     def _requeue(self, client: redis.Redis, processing: str) -> int:
         """Move a processing list back to the consuming end of the queue, oldest first, one atomic LMOVE each."""
         moved = 0
