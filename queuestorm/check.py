@@ -37,6 +37,7 @@ class Verdict:
     dropped: int = 0
     unclosed_producers: list[int] = field(default_factory=list)
     max_duplicated: int = 0
+    max_lost: int = 0
     reasons: list[str] = field(default_factory=list)
     verdict: str = "pass"
     extra: dict = field(default_factory=dict)
@@ -76,12 +77,14 @@ def _producer_ids(client: redis.Redis, keys: RunKeys) -> list[int]:
     return sorted(ids)
 
 
-def check_run(client: redis.Redis, run_id: str, max_duplicated: int = 0, id_limit: int = ID_LIMIT) -> Verdict:
+def check_run(client: redis.Redis, run_id: str, max_duplicated: int = 0, id_limit: int = ID_LIMIT,
+              max_lost: int = 0) -> Verdict:
     keys = RunKeys(run_id)
     meta = {k.decode(): v.decode() for k, v in client.hgetall(keys.meta).items()}
     if not meta:
         raise UsageError(f"unknown run id {run_id!r}: no ledger at {keys.meta}")
-    v = Verdict(run_id=run_id, protocol=meta.get("protocol", "?"), max_duplicated=max_duplicated)
+    v = Verdict(run_id=run_id, protocol=meta.get("protocol", "?"), max_duplicated=max_duplicated,
+                max_lost=max_lost)
     for pid in _producer_ids(client, keys):
         _check_producer(client, keys, pid, v, id_limit)
     v.e2e_ms = percentiles({int(b): int(c) for b, c in client.hgetall(keys.e2e).items()})
@@ -137,8 +140,8 @@ def _check_producer(client: redis.Redis, keys: RunKeys, pid: int, v: Verdict, id
 
 
 def _judge(v: Verdict) -> None:
-    if v.lost:
-        v.reasons.append(f"{v.lost} job(s) lost")
+    if v.lost > v.max_lost:
+        v.reasons.append(f"{v.lost} job(s) lost" + (f" (allowed: {v.max_lost})" if v.max_lost else ""))
     if v.unexpected:
         v.reasons.append(f"{v.unexpected} job(s) completed that were never enqueued")
     if v.duplicated > v.max_duplicated:

@@ -5,6 +5,7 @@ the workers and checks at the end; a worker only produces.
 """
 
 import logging
+import os
 import sys
 import time
 
@@ -14,12 +15,14 @@ from locust import events
 from locust.runners import MasterRunner, WorkerRunner
 
 from .check import check_run
+from .connections import ConnectionSampler
 from .connection import NO_INFO, connect, redact, server_description
 from .drain_fleet import DrainFleet
+from .dyno_report import dyno_summary, render_dyno
 from .embedded import EmbeddedRedis
 from .faults import FaultContext, FaultRunner, check_feasible
 from .proxy import ProxyProcess
-from .scenario import load_faults
+from .scenario import apply_scenario, load_faults, scenario_path
 from .errors import EXIT_CANNOT_RUN, EXIT_FAILED, EXIT_PASS, UsageError
 from .ledger import Ledger
 from .options import RunConfig, add_arguments
@@ -28,6 +31,7 @@ from .report import render, write_json
 from .runtime import ProducerRuntime
 from .settings import new_run_id
 from .settle import wait_for_drain
+from .thresholds import run_breaches
 
 log = logging.getLogger("queuestorm")
 
@@ -54,6 +58,8 @@ class Coordinator:
         self.drain: DrainFleet | None = None
         self.faults: FaultRunner | None = None
         self.fault_specs: list = []
+        self.connections: ConnectionSampler | None = None
+        self.real_redis = False
         self.server_note = ""
         self.load_started = self.load_stopped = None
 
@@ -74,7 +80,7 @@ class Coordinator:
         target = connect(c.redis_url, role="target Redis")
         require_server_version(target, self.protocol, redact(c.redis_url))
         self.target = target
-        real_redis = server_description(target) != NO_INFO
+        self.real_redis = real_redis = server_description(target) != NO_INFO
         check_feasible(self.fault_specs, has_drain=c.drain == "inline",
                        managed_server=self.embedded is not None and self.embedded.kind == "redis-server",
                        ledger_on_target=c.ledger_url in ("", c.redis_url), real_redis=real_redis)
@@ -115,6 +121,12 @@ class Coordinator:
         self.faults = FaultRunner(self.fault_specs, context, self.environment)
         self.faults.start()
 
+    def start_sampling(self) -> None:
+        if self.real_redis:
+            self.connections = ConnectionSampler(connect(self.config.redis_url, role="target Redis"),
+                                                 self.config.connection_limit)
+            self.connections.start()
+
     def stop_faults(self) -> None:
         if self.faults is not None:
             self.faults.stop()
@@ -143,7 +155,7 @@ class Coordinator:
             return
         log.info("load stopped; waiting up to %.0fs for the drain to finish", c.grace)
         settled = wait_for_drain(self.target, self.protocol, self.ledger, c.grace)
-        verdict = check_run(self.ledger.client, c.run_id, max_duplicated=c.max_duplicated)
+        verdict = check_run(self.ledger.client, c.run_id, max_duplicated=c.max_duplicated, max_lost=c.max_lost)
         if self.faults is not None:
             verdict.extra["faults"] = self.faults.records
         seconds = (self.load_stopped - self.load_started) if self.load_started else 0
@@ -156,11 +168,22 @@ class Coordinator:
         })
         if self.drain is not None:
             verdict.extra["drain_crashes"] = len(self.drain.exit_codes)
+        if self.connections is not None:
+            verdict.extra.update(self.connections.stop())
+        reasons = run_breaches(c, self.environment.stats, verdict.extra["achieved_rate"])
+        dyno_rows = self.environment.queuestorm.dyno_rows
+        if dyno_rows:
+            dyno = verdict.extra["dyno"] = dyno_summary(c, dyno_rows, seconds, verdict)
+            if dyno["reached_backlog_limit"]:
+                reasons.append(f"{dyno['reached_backlog_limit']} reached backlog limit")
         if not settled.settled:
-            verdict.reasons.append(f"the drain did not finish within --grace {c.grace:g}s "
-                                   f"({settled.depth} job(s) still queued)")
+            reasons.append(f"the drain did not finish within --grace {c.grace:g}s ({settled.depth} job(s) still queued)")
+        if reasons:
+            verdict.reasons += reasons
             verdict.verdict = "fail"
         print(render(verdict, self.server_note), flush=True)
+        if dyno_rows:
+            print(render_dyno(verdict.extra["dyno"], passed=verdict.passed), flush=True)
         if c.report:
             write_json(verdict, c.report)
         self.environment.process_exit_code = EXIT_PASS if verdict.passed else EXIT_FAILED
@@ -170,9 +193,26 @@ class Coordinator:
         return make_protocol(self.config.protocol, self.config.queue, visibility_timeout=self.config.visibility_timeout)
 
 
+_default_user_classes: list[str] = []
+
+
+def default_user_classes(names: list[str]) -> None:
+    """The classes a locustfile runs when neither the command line nor a scenario names any (a locustfile may
+    export more, for scenarios to choose from)."""
+    _default_user_classes[:] = names
+
+
 @events.init_command_line_parser.add_listener
 def _add_arguments(parser, **_):
     add_arguments(parser)
+    if _default_user_classes and not os.environ.get("LOCUST_USER_CLASSES"):
+        parser.set_defaults(user_classes=list(_default_user_classes))
+    path = scenario_path(sys.argv[1:])
+    if path:
+        try:
+            apply_scenario(parser, path)
+        except UsageError as e:
+            _fail(str(e))
 
 
 @events.init.add_listener
@@ -188,6 +228,11 @@ def _on_init(environment, runner=None, **_):
     if not environment.stop_timeout:
         # Locust's default kills users mid-request: the ledger would have to count those enqueues as maybe-enqueued
         environment.stop_timeout = STOP_TIMEOUT
+    if isinstance(runner, MasterRunner):
+        from .dyno import LIMIT_MESSAGE, REPORT_MESSAGE
+
+        runner.register_message(REPORT_MESSAGE, state.on_dyno_report)
+        runner.register_message(LIMIT_MESSAGE, lambda environment, **_: gevent.spawn(environment.runner.quit))
     state.coordinator = Coordinator(environment, config)
     try:
         state.coordinator.setup()
@@ -204,12 +249,41 @@ class _State:
         self.coordinator: Coordinator | None = None
         self.runtime: ProducerRuntime | None = None
         self.rate_share = config.rate
+        self.dyno = None  # this process's DynoFleet, when it runs dyno workers
+        self.dyno_rows: list[dict] = []  # every process's dyno workers, gathered where the check runs
+
+    def on_dyno_report(self, environment, msg, **_):
+        self.dyno_rows.extend(msg.data)
 
     def on_config_message(self, environment, msg, **_):
         data = dict(msg.data)
         self.rate_share = data.pop("rate_share")
         self.config = RunConfig(**data)
         self.runtime = ProducerRuntime(self.config, environment)
+
+
+def current_rate_share(environment) -> float:
+    return environment.queuestorm.rate_share
+
+
+def dyno_fleet(environment, factory):
+    """This process's dyno fleet, created by the first dyno worker."""
+    state: _State = environment.queuestorm
+    if state.dyno is None:
+        state.dyno = factory(environment)
+    return state.dyno
+
+
+def _stop_dyno(environment, state: "_State") -> None:
+    from .dyno import REPORT_MESSAGE
+
+    state.dyno.stop_dispatch()
+    state.dyno.finish()
+    rows = state.dyno.rows()
+    if isinstance(environment.runner, WorkerRunner):
+        environment.runner.send_message(REPORT_MESSAGE, rows)
+    else:
+        state.dyno_rows.extend(rows)
 
 
 def current(environment) -> ProducerRuntime:
@@ -225,6 +299,9 @@ def _on_test_start(environment, **_):
     if state.coordinator is not None:
         state.coordinator.load_started = time.monotonic()
         state.coordinator.start_faults()
+        state.coordinator.start_sampling()
+        if state.config.warmup:
+            gevent.spawn_later(state.config.warmup, _end_warmup, environment)
     if isinstance(runner, MasterRunner):
         workers = max(runner.worker_count, 1)
         message = dict(state.config.to_message(), rate_share=state.config.rate / workers)
@@ -236,11 +313,18 @@ def _on_test_start(environment, **_):
     state.runtime.start(state.rate_share)
 
 
+def _end_warmup(environment) -> None:
+    environment.runner.stats.reset_all()
+    log.info("warm-up over: Locust statistics reset")
+
+
 @events.test_stop.add_listener
 def _on_test_stop(environment, **_):
     state: _State = environment.queuestorm
     if state.coordinator is not None:
         state.coordinator.stop_faults()  # first: producers flush their ledger to a server back to normal
+    if state.dyno is not None:
+        _stop_dyno(environment, state)
     if state.runtime is not None and not isinstance(environment.runner, MasterRunner):
         state.runtime.stop()
     if isinstance(environment.runner, MasterRunner):

@@ -45,6 +45,8 @@ def render(v: Verdict, server_note: str | None = None) -> str:
         ("first duplicated", _ids(v.duplicated_ids, v.duplicated)),
     ]
     for key, value in v.extra.items():
+        if isinstance(value, dict):  # sections with tables of their own (dyno, vitals)
+            continue
         if key == "faults":
             value = ", ".join(f"{f['kind']}@{f['at_s']:g}s" + (" (failed)" if "error" in f else "") for f in value)
         rows.append((key.replace("_", " "), value or "-"))
