@@ -10,7 +10,7 @@ import gevent
 from queuestorm import drain_reports
 from queuestorm.vitals import VitalsSampler, rss_bytes
 
-from helpers import ROOT
+from helpers import ROOT, queuestorm
 from test_drain import enqueue_jobs
 
 
@@ -56,7 +56,7 @@ def test_rss_is_read_for_this_process():
     assert rss_bytes() > 1024 * 1024
 
 
-def test_drain_processes_publish_vitals_and_throughput_per_run(r, redis_url, run_id, queue):
+def test_drain_processes_publish_vitals_and_throughput_per_run(tmp_path, r, redis_url, run_id, queue):
     drain = subprocess.Popen([sys.executable, "-m", "queuestorm", "drain", "--redis-url", redis_url, "--queue", queue,
                               "--processes", "2", "--concurrency", "4", "--batch", "1", "--stats-interval", "0.2"],
                              stdout=subprocess.PIPE, text=True, cwd=ROOT)
@@ -76,6 +76,9 @@ def test_drain_processes_publish_vitals_and_throughput_per_run(r, redis_url, run
     for rep in reports:
         assert rep["role"] == "drain" and rep["final"] is True
         assert rep["samples"] >= 1 and rep["rss_mb_max"] > 0 and rep["ping_errors"] == 0
+    check = queuestorm("check", "--run-id", run_id, "--ledger-url", redis_url, "--json", str(tmp_path / "v.json"))
+    assert check.returncode == 0 and "Processes" in check.stdout
+    assert {v["pid"] for v in json.loads((tmp_path / "v.json").read_text())["vitals"]} == started
     key = f"queuestorm:{{{run_id}}}:drain:{reports[0]['name']}"
     assert 0 < r.ttl(key) <= drain_reports.REPORT_TTL
     assert r.ttl(f"queuestorm:{{{run_id}}}:drains") > 0
