@@ -74,6 +74,9 @@ class Coordinator:
             c.redis_url = self.embedded.start()
             self.server_note = f"figures are those of the embedded server: {self.embedded.description}"
             log.info("no --redis-url / REDIS_URL given: using %s", self.embedded.description)
+            if self.board is not None:
+                log.warning("workers on other machines cannot reach the embedded Redis on 127.0.0.1: "
+                            "give the master a REDIS_URL that every worker can reach")
         if c.ledger_url == "embedded":
             self.embedded_ledger = EmbeddedRedis(c.embedded)
             c.ledger_url = self.embedded_ledger.start()
