@@ -77,7 +77,7 @@ class DrainWorker:
         self._last_count = 0
         self.completed_by_run: dict[str, int] = {}
         self._run_last_seen: dict[str, float] = {}
-        self.vitals = VitalsSampler("drain", ping_url=redis_url, name=self.consumer_id)
+        self.vitals = VitalsSampler("drain", name=self.consumer_id)
         self._report_rate = 0.0
         self._report_client: redis.Redis | None = None
 
@@ -88,6 +88,7 @@ class DrainWorker:
         self.recovered += self.protocol.start_consumer(self._monitor_client)
         for sig in (signal.SIGTERM, signal.SIGINT):
             gevent.signal_handler(sig, self.stop)
+        self.vitals.share_client(self._monitor_client)
         self.vitals.start()
         consumers = [gevent.spawn(self._consume) for _ in range(self.concurrency)]
         monitor = gevent.spawn(self._monitor)
@@ -234,10 +235,13 @@ class DrainWorker:
                       duplicates=self.duplicates, foreign=self.foreign, errors=self.errors, final=final)
         try:
             if self._report_client is None:
-                self._report_client = connect(self.ledger_url, check=False)
+                self._report_client = (self._monitor_client if self.same_server
+                                       else connect(self.ledger_url, check=False))
             drain_reports.publish(self._report_client, self.consumer_id,
                                   {run_id: dict(common, completed=self.completed_by_run[run_id]) for run_id in runs})
         except NETWORK_ERRORS as e:
+            self._error(e)
+        except UsageError as e:  # the ledger refused a new connection (max clients): next time
             self._error(e)
 
     def _print_stats(self, final: bool = False) -> None:
@@ -262,7 +266,8 @@ class DrainWorker:
         if final:
             line["final"] = True
         self._histogram.reset()
-        print(json.dumps(line), file=self.out, flush=True)
+        self.out.write(json.dumps(line) + "\n")  # one write: lines of processes sharing a pipe never interleave
+        self.out.flush()
 
 
 def run_processes(commands: list[list[str]]) -> int:

@@ -74,13 +74,15 @@ class VitalsSampler:
         self.ping_errors = 0
         self._ping_url = ping_url
         self._ping_client: redis.Redis | None = None
+        self._owns_client = True
         self._window_lag = 0.0
         self._greenlets: list[gevent.Greenlet] = []
         self._last_wall, self._last_cpu = time.monotonic(), cpu_seconds()
 
-    def set_ping_url(self, url: str) -> None:
-        if url != self._ping_url:
-            self._ping_url, self._ping_client = url, None
+    def share_client(self, client: redis.Redis) -> None:
+        """Ping through a client the process already has (redis-py serialises a single-connection client's
+        commands), rather than opening one more connection to a server that may be short of them."""
+        self._ping_client, self._owns_client = client, False
 
     def start(self) -> "VitalsSampler":
         if not self._greenlets:
@@ -93,7 +95,7 @@ class VitalsSampler:
             gevent.killall(self._greenlets)
             self._greenlets = []
             self.sample()
-        if self._ping_client is not None:
+        if self._ping_client is not None and self._owns_client:
             self._ping_client.close()
             self._ping_client = None
 
@@ -123,7 +125,7 @@ class VitalsSampler:
             self.ping.add(ping_ms)
 
     def _ping_once(self) -> float | None:
-        if not self._ping_url:
+        if not self._ping_url and self._ping_client is None:
             return None
         from .connection import connect
 
