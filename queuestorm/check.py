@@ -114,9 +114,12 @@ def _check_producer(client: redis.Redis, keys: RunKeys, pid: int, v: Verdict, id
     enq, maybe, done = _int(enq_b, nbytes), _int(maybe_b, nbytes), _int(done_b, nbytes)
     del enq_b, maybe_b, done_b
     unknown = maybe & ~enq
-    if registered and not closed and issued:
-        issued_mask = ((1 << issued) - 1) << (nbits - issued)
-        unknown |= issued_mask & ~enq
+    if registered and not closed:
+        # A producer that never closed (its process died) may have issued, enqueued and not yet recorded any
+        # sequence number below the last `issued` it flushed, and those it issued since: jobs past `issued` that
+        # completed were issued too. What it did not record is unknown, neither lost nor unexpected.
+        issued_mask = ((1 << issued) - 1) << (nbits - issued) if issued else 0
+        unknown |= (issued_mask & ~enq) | (done & ~enq & ~issued_mask)
 
     lost = enq & ~done
     unexpected = done & ~enq & ~unknown

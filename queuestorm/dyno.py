@@ -32,7 +32,7 @@ TICK = 0.01
 FETCH_BLOCK_SECONDS = 1.0
 FINISH_SECONDS = 10.0
 LIMIT_MESSAGE = "queuestorm_backlog_limit"
-REPORT_MESSAGE = "queuestorm_dyno_report"
+DYNO_REPORT_MESSAGE = "queuestorm_dyno_report"
 
 
 @dataclass
@@ -206,7 +206,6 @@ class DynoWorkerUser(User):
 
     def on_start(self):
         runtime = plugin.current(self.environment)
-        runtime.ready.wait(30)
         self.fleet = plugin.dyno_fleet(self.environment, DynoFleet)
         self.worker = self.fleet.add_worker()
         self.client = connect(runtime.load_url, block_seconds=FETCH_BLOCK_SECONDS, check=False, name=DRAIN_CLIENT)
