@@ -7,7 +7,13 @@ SHOWN_WORKERS = 5
 
 
 def dyno_summary(config, rows: list[dict], seconds: float, verdict) -> dict:
-    workers = sorted(rows, key=lambda r: (-r["max_backlog"], r["pid"], r["worker"]))
+    """`verdict.extra["vitals"]` (one row per process) gives each worker its process's memory and loop lag."""
+    vitals = {v["pid"]: v for v in verdict.extra.get("vitals", [])}
+    workers = []
+    for row in sorted(rows, key=lambda r: (-r["max_backlog"], r["pid"], r["worker"])):
+        process = vitals.get(row["pid"], {})
+        workers.append(dict(row, mem_mb_mean=process.get("rss_mb_mean"), mem_mb_max=process.get("rss_mb_max"),
+                            loop_lag_ms_mean=process.get("lag_ms_mean")))
     return {
         "constants": {
             "TASKS_PER_SECOND": config.rate, "TEST_DURATION_SECONDS": round(seconds, 1),
@@ -44,8 +50,10 @@ def render_dyno(dyno: dict, passed: bool) -> str:
         table("Messaging stats", [("Tasks Sent", m["tasks_sent"]), ("Tasks Received", m["tasks_received"]),
                                   ("Tasks Completed", m["tasks_completed"]), ("Uptime Seconds", m["uptime_seconds"]),
                                   ("Warming Up", m["warming_up"])]),
-        _grid("Worker vitals (highest backlog first)", ["pid", "worker", "cycles", "received", "max backlog"],
-              [[w["pid"], w["worker"], w["cycles"], w["received"], w["max_backlog"]] for w in shown]),
+        _grid("Worker vitals (highest backlog first)",
+              ["pid", "worker", "cycles", "max backlog", "mean mem (mb)", "max mem (mb)", "evt loop mean (ms)"],
+              [[w["pid"], w["worker"], w["cycles"], w["max_backlog"], w["mem_mb_mean"], w["mem_mb_max"],
+                w["loop_lag_ms_mean"]] for w in shown]),
         _grid("Worker timings", ["pid", "worker", "task mean (ms)", "fetch mean (ms)", "save mean (ms)",
                                  "ping mean (ms)"],
               [[w["pid"], w["worker"], w["task_mean_ms"], w["fetch_mean_ms"], w["save_mean_ms"], w["ping_mean_ms"]]

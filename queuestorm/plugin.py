@@ -230,6 +230,7 @@ class Coordinator:
             verdict.extra["drain_crashes"] = len(self.drain.exit_codes)
         if self.connections is not None:
             verdict.extra.update(self.connections.stop())
+        verdict.extra.update(self.fleet_sections())
         reasons = run_breaches(c, self.environment.stats, verdict.extra["achieved_rate"])
         dyno_rows = self.environment.queuestorm.dyno_rows
         if dyno_rows:
@@ -241,7 +242,6 @@ class Coordinator:
         if reasons:
             verdict.reasons += reasons
             verdict.verdict = "fail"
-        verdict.extra.update(self.fleet_sections())
         print(render(verdict, self.server_note), flush=True)
         if dyno_rows:
             print(render_dyno(verdict.extra["dyno"], passed=verdict.passed), flush=True)

@@ -77,7 +77,8 @@ def test_dyno_concurrency_prints_the_seed_tables_and_completes_every_task(tmp_pa
     assert dyno["constants"]["NUM_WORKERS"] == 4 and dyno["constants"]["MAX_FLATS"] == 100
     m = dyno["messaging"]
     assert m["tasks_sent"] == m["tasks_received"] == m["tasks_completed"] > 300
-    assert all(w["cycles"] > 0 and w["max_backlog"] < 100 and w["task_mean_ms"] > 0 for w in dyno["workers"])
+    assert all(w["cycles"] > 0 and w["max_backlog"] < 100 and w["task_mean_ms"] > 0 and w["mem_mb_max"] > 0
+               for w in dyno["workers"])
     for title in ("Constants", "Messaging stats", "Worker vitals", "Worker timings", "status: Test succeeded"):
         assert title in result.stdout
     assert "warm-up over" in result.stderr
