@@ -1,9 +1,12 @@
 """Locust User classes that enqueue jobs, importable by anyone's own locustfile."""
 
 from locust import User, constant, task
+from locust.user.users import LOCUST_STATE_STOPPING
 
 from . import plugin  # noqa: F401  (registers queuestorm's options and events)
 from .connection import LOAD_CLIENT, connect
+from .timing import timed
+from .wire import DirectConnection
 
 READY_TIMEOUT = 30
 
@@ -16,11 +19,15 @@ class EnqueueUser(User):
     """
 
     wait_time = constant(0)
+    # Locust's task loop (pick a task, wait, switch to the hub) runs once per this many enqueues: about a sixth of
+    # an enqueue's CPU time at 1 (docs/performance.md). Each enqueue is still its own timed request. A subclass
+    # that paces with wait_time instead of --rate sets it to 1.
+    enqueues_per_task = 10
 
     def on_start(self):
         self.qs = plugin.current(self.environment)
         self.qs.ready.wait(READY_TIMEOUT)
-        self.client = connect(self.qs.load_url, check=False, name=LOAD_CLIENT)
+        self.client = DirectConnection(connect(self.qs.load_url, check=False, name=LOAD_CLIENT))
 
     def on_stop(self):
         client = getattr(self, "client", None)
@@ -28,6 +35,12 @@ class EnqueueUser(User):
             client.close()
 
     @task
+    def enqueue_jobs(self):
+        for _ in range(self.enqueues_per_task):
+            self.enqueue()
+            if self._state == LOCUST_STATE_STOPPING:
+                return
+
     def enqueue(self):
         qs = self.qs
         qs.pacer.wait()
@@ -36,9 +49,9 @@ class EnqueueUser(User):
         body = qs.encoder.encode(seq)
         confirmed = False
         try:
-            with self.environment.events.request.measure(qs.protocol.name, "enqueue", len(body)) as meta:
-                qs.protocol.enqueue(self.client, body)
-            confirmed = meta["exception"] is None
+            with timed(self.environment.events.request, qs.protocol.name, "enqueue", len(body)) as request:
+                self.client.call(*qs.protocol.enqueue_command(body))
+            confirmed = request.exception is None
         finally:
             if confirmed:
                 recorder.enqueued(seq)

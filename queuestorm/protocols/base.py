@@ -26,8 +26,13 @@ class Protocol(ABC):
         self.visibility_timeout = visibility_timeout
 
     @abstractmethod
+    def enqueue_command(self, body: bytes) -> tuple:
+        """The one command that puts a job on the queue, as arguments for execute_command; the load's hot path
+        sends it straight on a connection (queuestorm.wire)."""
+
     def enqueue(self, client: redis.Redis, body: bytes) -> None:
         """Put one job on the queue; raises when the server did not confirm it."""
+        client.execute_command(*self.enqueue_command(body))
 
     @abstractmethod
     def fetch(self, client: redis.Redis, block_seconds: float, count: int = 1) -> list[Delivery]:

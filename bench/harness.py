@@ -1,0 +1,51 @@
+"""What the benchmarks share: a private redis-server, variants run in child processes, medians and ratios.
+
+Every figure a benchmark reports is a ratio against a baseline measured in the same run, variants interleaved
+round by round, because the machine's cores are shared and absolute rates drift from minute to minute.
+"""
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+
+def private_server():
+    """A redis-server of our own on a free port; stop() it when done."""
+    from queuestorm.embedded import EmbeddedRedis
+
+    server = EmbeddedRedis("redis-server")
+    server.start()
+    return server
+
+
+def run_child(script: str, *args: str, timeout: float = 600) -> dict:
+    """Run `script --child ARGS` in a fresh process; its last stdout line is a JSON result."""
+    done = subprocess.run([sys.executable, script, "--child", *args], capture_output=True, text=True,
+                          timeout=timeout)
+    if done.returncode != 0:
+        raise RuntimeError(f"{os.path.basename(script)} {' '.join(args)} failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def median(values):
+    return statistics.median(values) if values else float("nan")
+
+
+def report_rounds(rounds: list[dict[str, float]], baselines: dict[str, str], unit: str) -> dict[str, float]:
+    """Print the median of each variant and of each per-round ratio; returns the medians."""
+    names = list(rounds[0])
+    width = max(len(n) for n in names)
+    medians = {n: median([row[n] for row in rounds]) for n in names}
+    print(f"\nmedian of {len(rounds)} round(s), {unit}:")
+    for n in names:
+        print(f"  {n:<{width}}  {medians[n]:>10,.0f}")
+    for label, (num, den) in baselines.items():
+        ratios = [row[num] / row[den] for row in rounds if row[den]]
+        print(f"  {label:<{width + 12}}  {median(ratios):6.2f}x  (per round: "
+              + ", ".join(f"{r:.2f}" for r in ratios) + ")")
+    return medians
