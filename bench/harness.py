@@ -49,3 +49,38 @@ def report_rounds(rounds: list[dict[str, float]], baselines: dict[str, str], uni
         print(f"  {label:<{width + 12}}  {median(ratios):6.2f}x  (per round: "
               + ", ".join(f"{r:.2f}" for r in ratios) + ")")
     return medians
+
+
+class RedisServer:
+    """A bare redis-server on a free port with extra arguments (EmbeddedRedis takes none)."""
+
+    def __init__(self, *extra: str):
+        import shutil
+        import subprocess
+        import tempfile
+        import time
+
+        import redis
+
+        from queuestorm.embedded import _free_port
+
+        self._dir = tempfile.mkdtemp(prefix="queuestorm-bench-redis-")
+        self._rmtree = shutil.rmtree
+        self.port = _free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.proc = subprocess.Popen(["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+                                      "--appendonly", "no", "--dir", self._dir, *extra],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for _ in range(200):
+            try:
+                redis.Redis(port=self.port).ping()
+                return
+            except redis.ConnectionError:
+                time.sleep(0.05)
+        self.stop()
+        raise RuntimeError("the benchmark's redis-server did not start")
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(10)
+        self._rmtree(self._dir, ignore_errors=True)

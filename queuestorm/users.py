@@ -9,6 +9,7 @@ from .timing import timed
 from .wire import DirectConnection
 
 READY_TIMEOUT = 30
+READ_BUFFER = 1024  # replies to an enqueue are a count or an entry id; 16 KB per user would be a third of its memory
 
 
 class EnqueueUser(User):
@@ -27,7 +28,8 @@ class EnqueueUser(User):
     def on_start(self):
         self.qs = plugin.current(self.environment)
         self.qs.ready.wait(READY_TIMEOUT)
-        self.client = DirectConnection(connect(self.qs.load_url, check=False, name=LOAD_CLIENT))
+        self.client = DirectConnection(connect(self.qs.load_url, check=False, name=LOAD_CLIENT,
+                                                     read_buffer=READ_BUFFER))
 
     def on_stop(self):
         client = getattr(self, "client", None)

@@ -80,3 +80,9 @@ def test_timed_lets_a_greenlet_kill_through():
     with pytest.raises(gevent.GreenletExit):
         with timed(Recorded(), "list", "enqueue"):
             raise gevent.GreenletExit()
+
+
+def test_a_small_read_buffer_still_reads_a_reply_larger_than_itself(redis_url):
+    direct = DirectConnection(connect(redis_url, read_buffer=64))
+    assert direct.call("ECHO", b"y" * 10_000) == b"y" * 10_000
+    direct.close()
