@@ -118,17 +118,21 @@ def main():
     variants = args.variants.split(",")
     server = private_server()
     url = f"redis://127.0.0.1:{server.port}/0"
-    rounds = []
+    rounds, cpu_rounds = [], []
     try:
         for _ in range(args.rounds):
-            row = {}
-            for variant in variants:
+            row, cpu_row = {}, {}
+            order = variants if len(rounds) % 2 == 0 else variants[::-1]  # alternate, so no variant always runs first
+            for variant in order:
                 result = run_child(__file__, "--variant", variant, "--url", url, "--seconds", str(args.seconds),
                                    "--users", str(args.users))
                 if result["failures"]:
                     print(f"warning: {variant} had {result['failures']} failed enqueues", file=sys.stderr)
                 row[variant] = result["events_per_s"]
+                cpu_row[variant] = result["cpu_us_per_event"]
+            row = {v: row[v] for v in variants}
             rounds.append(row)
+            cpu_rounds.append({v: cpu_row[v] for v in variants})
             print(f"round {len(rounds)}: " + "  ".join(f"{n}={v:,.0f}" for n, v in row.items()), flush=True)
     finally:
         server.stop()
@@ -140,6 +144,11 @@ def main():
     if {"queuestorm", "queuestorm-noledger"} <= set(variants):
         ratios["noledger / ledger (cost)"] = ("queuestorm-noledger", "queuestorm")
     report_rounds(rounds, ratios, "timed enqueue events/s")
+    print()
+    cpu_ratios = {}
+    if {"queuestorm", "queuestorm-noledger"} <= set(variants):
+        cpu_ratios["ledger / noledger (cost)"] = ("queuestorm", "queuestorm-noledger")
+    report_rounds(cpu_rounds, cpu_ratios, "client CPU µs per event (user + system, all threads)", digits=1)
 
 
 if __name__ == "__main__":

@@ -36,14 +36,15 @@ def median(values):
     return statistics.median(values) if values else float("nan")
 
 
-def report_rounds(rounds: list[dict[str, float]], baselines: dict[str, str], unit: str) -> dict[str, float]:
+def report_rounds(rounds: list[dict[str, float]], baselines: dict[str, tuple[str, str]], unit: str,
+                  digits: int = 0) -> dict[str, float]:
     """Print the median of each variant and of each per-round ratio; returns the medians."""
     names = list(rounds[0])
     width = max(len(n) for n in names)
     medians = {n: median([row[n] for row in rounds]) for n in names}
     print(f"\nmedian of {len(rounds)} round(s), {unit}:")
     for n in names:
-        print(f"  {n:<{width}}  {medians[n]:>10,.0f}")
+        print(f"  {n:<{width}}  {medians[n]:>10,.{digits}f}")
     for label, (num, den) in baselines.items():
         ratios = [row[num] / row[den] for row in rounds if row[den]]
         print(f"  {label:<{width + 12}}  {median(ratios):6.2f}x  (per round: "
