@@ -180,12 +180,18 @@ class CompletionRecorder:
         MULTI/EXEC: only valid where the ledger lives on the queue's own server.
         """
         pipe = self.client.pipeline(transaction=ack is not None)
+        by_producer: dict[tuple[str, int], list[JobRef]] = {}
         buckets: dict[tuple[str, int], int] = {}
         for job, e2e_ms in jobs:
-            keys = self.keys_for(job.run_id)
-            pipe.setbit(keys.completed(job.producer), job.seq, 1)
+            by_producer.setdefault((job.run_id, job.producer), []).append(job)
             bucket = (job.run_id, bucket_of(e2e_ms))
             buckets[bucket] = buckets.get(bucket, 0) + 1
+        for (run_id, producer), group in by_producer.items():
+            # one BITFIELD per producer sets every bit of the batch and returns each one's old value, in order
+            args = ["BITFIELD", self.keys_for(run_id).completed(producer)]
+            for job in group:
+                args += ("SET", "u1", job.seq, 1)
+            pipe.execute_command(*args)
         per_run: dict[str, int] = {}
         for (run_id, bucket), count in buckets.items():
             pipe.hincrby(self.keys_for(run_id).e2e, bucket, count)
@@ -194,8 +200,9 @@ class CompletionRecorder:
             pipe.incrby(self.keys_for(run_id).completions, count)
         if ack is not None:
             ack(pipe)
-        old_bits = pipe.execute()[: len(jobs)]
-        duplicates = [job for (job, _), old in zip(jobs, old_bits) if old]
+        old_bits = pipe.execute()[: len(by_producer)]
+        duplicates = [job for group, olds in zip(by_producer.values(), old_bits)
+                      for job, old in zip(group, olds) if old]
         if duplicates:
             dup_pipe = self.client.pipeline(transaction=False)
             for job in duplicates:

@@ -5,6 +5,7 @@ import random
 import pytest
 import redis
 
+from queuestorm.keys import RunKeys
 from queuestorm.ledger import Ledger
 
 
@@ -74,3 +75,20 @@ def test_a_failed_flush_keeps_its_records_for_the_next_one(r, run_id):
     recorder.client = r
     recorder.close()
     assert stored_bits(r, recorder.keys.enqueued(recorder.producer_id), 24) == [1] * 20 + [0] * 4
+
+
+def test_a_batch_mixing_producers_and_runs_names_exactly_the_jobs_completed_before(r, run_id):
+    from queuestorm.jobs import JobRef
+    from queuestorm.ledger import CompletionRecorder
+
+    other_run = run_id + "-b"
+    recorder = CompletionRecorder(r)
+    assert recorder.record([(JobRef(run_id, 2, 5, 0.0), 1.0)]) == 0
+    batch = [(JobRef(run_id, 1, 5, 0.0), 1.0), (JobRef(other_run, 2, 5, 0.0), 1.0), (JobRef(run_id, 2, 4, 0.0), 1.0),
+             (JobRef(run_id, 2, 5, 0.0), 1.0), (JobRef(run_id, 1, 6, 0.0), 1.0), (JobRef(run_id, 1, 5, 0.0), 1.0)]
+    assert recorder.record(batch) == 2
+    keys = RunKeys(run_id)
+    assert r.hgetall(keys.duplicates(2)) == {b"5": b"1"} and r.hgetall(keys.duplicates(1)) == {b"5": b"1"}
+    assert r.hgetall(RunKeys(other_run).duplicates(2)) == {}
+    assert [r.getbit(keys.completed(2), s) for s in (3, 4, 5)] == [0, 1, 1]
+    assert int(r.get(keys.completions)) == 6 and int(r.get(RunKeys(other_run).completions)) == 1
