@@ -18,7 +18,7 @@ import resource
 import sys
 import time
 
-from harness import private_server, report_rounds, run_child
+from harness import median, private_server, process_cpu_seconds, report_rounds, run_child
 
 VARIANTS = ("naive-pooled", "naive-per-user", "queuestorm", "queuestorm-noledger")
 PAYLOAD = 1024
@@ -52,7 +52,7 @@ def _cpu_seconds() -> float:
 
 
 def measure(variant: str, url: str, seconds: float, users: int, protocol: str = "list", queue: str = "",
-            keep_queue: bool = False) -> dict:
+            keep_queue: bool = False, server_pid: int = 0) -> dict:
     from gevent import monkey
 
     monkey.patch_all()
@@ -85,7 +85,9 @@ def measure(variant: str, url: str, seconds: float, users: int, protocol: str = 
     stats = env.stats.get("enqueue", protocol)
     before, failures_before = stats.num_requests, stats.num_failures
     started, cpu_started = time.monotonic(), _cpu_seconds()
+    server_started = process_cpu_seconds(server_pid) if server_pid else 0.0
     gevent.sleep(seconds)
+    server_cpu = process_cpu_seconds(server_pid) - server_started if server_pid else 0.0
     done, failed = stats.num_requests - before, stats.num_failures - failures_before
     elapsed, cpu = time.monotonic() - started, _cpu_seconds() - cpu_started
     runner.quit()
@@ -96,6 +98,8 @@ def measure(variant: str, url: str, seconds: float, users: int, protocol: str = 
 
         redis.Redis.from_url(url).unlink(queue)
     return {"variant": variant, "events_per_s": done / elapsed, "cpu_us_per_event": cpu / max(done, 1) * 1e6,
+            "server_cpu_us_per_event": server_cpu / max(done, 1) * 1e6, "server_cores": server_cpu / elapsed,
+            "client_cores": cpu / elapsed,
             "failures": failed,
             "total": stats.num_requests - stats.num_failures}
 
@@ -109,29 +113,32 @@ def main():
     parser.add_argument("--child", action="store_true")
     parser.add_argument("--variant")
     parser.add_argument("--url")
+    parser.add_argument("--server-pid", type=int, default=0)
     args = parser.parse_args()
     if args.child:
         import json
 
-        print(json.dumps(measure(args.variant, args.url, args.seconds, args.users)))
+        print(json.dumps(measure(args.variant, args.url, args.seconds, args.users, server_pid=args.server_pid)))
         return
     variants = args.variants.split(",")
     server = private_server()
     url = f"redis://127.0.0.1:{server.port}/0"
-    rounds, cpu_rounds = [], []
+    rounds, cpu_rounds, cores_rounds = [], [], []
     try:
         for _ in range(args.rounds):
-            row, cpu_row = {}, {}
+            row, cpu_row, cores_row = {}, {}, {}
             order = variants if len(rounds) % 2 == 0 else variants[::-1]  # alternate, so no variant always runs first
             for variant in order:
                 result = run_child(__file__, "--variant", variant, "--url", url, "--seconds", str(args.seconds),
-                                   "--users", str(args.users))
+                                   "--users", str(args.users), "--server-pid", str(server._process.pid))
                 if result["failures"]:
                     print(f"warning: {variant} had {result['failures']} failed enqueues", file=sys.stderr)
                 row[variant] = result["events_per_s"]
                 cpu_row[variant] = result["cpu_us_per_event"]
+                cores_row[variant] = (result["client_cores"], result["server_cores"])
             row = {v: row[v] for v in variants}
             rounds.append(row)
+            cores_rounds.append(cores_row)
             cpu_rounds.append({v: cpu_row[v] for v in variants})
             print(f"round {len(rounds)}: " + "  ".join(f"{n}={v:,.0f}" for n, v in row.items()), flush=True)
     finally:
@@ -149,6 +156,11 @@ def main():
     if {"queuestorm", "queuestorm-noledger"} <= set(variants):
         cpu_ratios["ledger / noledger (cost)"] = ("queuestorm", "queuestorm-noledger")
     report_rounds(cpu_rounds, cpu_ratios, "client CPU µs per event (user + system, all threads)", digits=1)
+    print("\nmedian cores busy while measuring (client process / redis-server), of the machine's", os.cpu_count())
+    for variant in variants:
+        client = median([r[variant][0] for r in cores_rounds])
+        server = median([r[variant][1] for r in cores_rounds])
+        print(f"  {variant:<20} {client:4.2f} / {server:4.2f}")
 
 
 if __name__ == "__main__":

@@ -32,6 +32,13 @@ def run_child(script: str, *args: str, timeout: float = 600) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU time of another process (the redis-server), from /proc."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def median(values):
     return statistics.median(values) if values else float("nan")
 
