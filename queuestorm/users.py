@@ -52,7 +52,11 @@ class EnqueueUser(User):
         confirmed = False
         try:
             with timed(self.environment.events.request, qs.protocol.name, "enqueue", len(body)) as request:
-                self.client.call(*qs.protocol.enqueue_command(body))
+                command = qs.protocol.enqueue_command(body)
+                if command is None:
+                    qs.protocol.enqueue(self.client.client, body)
+                else:
+                    self.client.call(*command)
             confirmed = request.exception is None
         finally:
             if confirmed:
