@@ -92,14 +92,17 @@ def check_run(client: redis.Redis, run_id: str, max_duplicated: int = 0, id_limi
     return v
 
 
+CHUNK_BYTES = 128 * 1024  # a producer's bitmaps are read and classified this many bytes (1M jobs) at a time
+
+
 def _check_producer(client: redis.Redis, keys: RunKeys, pid: int, v: Verdict, id_limit: int) -> None:
+    bitmap_keys = (keys.enqueued(pid), keys.maybe_enqueued(pid), keys.completed(pid))
     pipe = client.pipeline(transaction=False)
     pipe.hgetall(keys.producer(pid))
-    pipe.get(keys.enqueued(pid))
-    pipe.get(keys.maybe_enqueued(pid))
-    pipe.get(keys.completed(pid))
+    for key in bitmap_keys:
+        pipe.strlen(key)
     pipe.hgetall(keys.duplicates(pid))
-    info, enq_b, maybe_b, done_b, dups = pipe.execute()
+    info, enq_len, maybe_len, done_len, dups = pipe.execute()
     registered = bool(info)
     closed = info.get(b"closed") == b"1"
     issued = int(info.get(b"issued", 0)) if registered else 0
@@ -108,33 +111,36 @@ def _check_producer(client: redis.Redis, keys: RunKeys, pid: int, v: Verdict, id
         v.dropped += int(info.get(b"dropped", 0))
         if not closed:
             v.unclosed_producers.append(pid)
+    unrecorded_unknown = registered and not closed  # seqs issued but never recorded: the producer died in between
 
-    nbytes = max(len(enq_b or b""), len(maybe_b or b""), len(done_b or b""), (issued + 7) // 8)
-    nbits = nbytes * 8
-    enq, maybe, done = _int(enq_b, nbytes), _int(maybe_b, nbytes), _int(done_b, nbytes)
-    del enq_b, maybe_b, done_b
-    unknown = maybe & ~enq
-    if registered and not closed:
-        # A producer that never closed (its process died) may have issued, enqueued and not yet recorded any
-        # sequence number below the last `issued` it flushed, and those it issued since: jobs past `issued` that
-        # completed were issued too. What it did not record is unknown, neither lost nor unexpected.
-        issued_mask = ((1 << issued) - 1) << (nbits - issued) if issued else 0
-        unknown |= (issued_mask & ~enq) | (done & ~enq & ~issued_mask)
-
-    lost = enq & ~done
-    unexpected = done & ~enq & ~unknown
-    v.enqueued += enq.bit_count()
-    v.maybe_enqueued += unknown.bit_count()
-    v.completed += done.bit_count()
-    v.lost += lost.bit_count()
-    v.unexpected += unexpected.bit_count()
-    v.recovered += (done & unknown).bit_count()
-    room = id_limit - len(v.lost_ids)
-    if room > 0 and lost:
-        v.lost_ids += [f"{pid}-{s}" for s in _offsets(lost, nbits, room)]
-    room = id_limit - len(v.unexpected_ids)
-    if room > 0 and unexpected:
-        v.unexpected_ids += [f"{pid}-{s}" for s in _offsets(unexpected, nbits, room)]
+    nbytes = max(enq_len, maybe_len, done_len, (issued + 7) // 8)
+    for start in range(0, nbytes, CHUNK_BYTES):
+        size = min(CHUNK_BYTES, nbytes - start)
+        pipe = client.pipeline(transaction=False)
+        for key in bitmap_keys:
+            pipe.getrange(key, start, start + size - 1)
+        enq, maybe, done = (_int(chunk, size) for chunk in pipe.execute())
+        nbits, first_seq = size * 8, start * 8
+        unknown = maybe & ~enq
+        if unrecorded_unknown:
+            issued_here = min(max(issued - first_seq, 0), nbits)
+            # jobs it recorded nothing for below its last flushed `issued`, and those it issued since that completed
+            issued_mask = ((1 << issued_here) - 1) << (nbits - issued_here)
+            unknown |= (issued_mask & ~enq) | (done & ~enq & ~issued_mask)
+        lost = enq & ~done
+        unexpected = done & ~enq & ~unknown
+        v.enqueued += enq.bit_count()
+        v.maybe_enqueued += unknown.bit_count()
+        v.completed += done.bit_count()
+        v.lost += lost.bit_count()
+        v.unexpected += unexpected.bit_count()
+        v.recovered += (done & unknown).bit_count()
+        room = id_limit - len(v.lost_ids)
+        if room > 0 and lost:
+            v.lost_ids += [f"{pid}-{first_seq + s}" for s in _offsets(lost, nbits, room)]
+        room = id_limit - len(v.unexpected_ids)
+        if room > 0 and unexpected:
+            v.unexpected_ids += [f"{pid}-{first_seq + s}" for s in _offsets(unexpected, nbits, room)]
     if dups:
         v.duplicated += len(dups)
         v.duplicate_deliveries += sum(int(n) for n in dups.values())

@@ -38,10 +38,11 @@ def socket_timeout_for(block_seconds: float) -> float:
 
 
 def connect(url: str, *, block_seconds: float | None = None, check: bool = True, role: str = "Redis",
-            single: bool = True, name: str | None = None) -> redis.Redis:
+            single: bool = True, name: str | None = None, read_buffer: int | None = None) -> redis.Redis:
     """By default a client holding a single connection: each greenlet owns its own, so nothing waits on a pool.
     `single=False` gives a pooled client that several greenlets may share. `name` is the CLIENT SETNAME, by which
-    faults find the load's and the drain's connections.
+    faults find the load's and the drain's connections. `read_buffer` sizes the reply parser's buffer (redis-py's
+    default is 16 KB per connection): a load connection that only reads short replies needs far less.
 
     Every command is tried exactly once (redis-py would retry 3 times by default): a retried LPUSH whose first
     attempt did reach the server is an invisible duplicate, and a load tool must show each failure as it happened.
@@ -60,6 +61,7 @@ def connect(url: str, *, block_seconds: float | None = None, check: bool = True,
             protocol=2,
             retry=Retry(NoBackoff(), 0),
             client_name=name,
+            **({"socket_read_size": read_buffer} if read_buffer else {}),
         )
         if check:
             client.ping()

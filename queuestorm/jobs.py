@@ -1,6 +1,7 @@
 """The job body: JSON that any consumer can read, carrying which run, producer and sequence number it is."""
 
 import json
+import re
 import time
 from typing import NamedTuple
 
@@ -27,10 +28,20 @@ class JobEncoder:
         return b'%s%d,"enqueued_at":%.6f%s' % (self._head, seq, time.time() if now is None else now, self._tail)
 
 
+# Exactly what JobEncoder writes, read without a JSON parse (a fifth of a drain's CPU time); anything else goes
+# through json.loads.
+_ENCODED = re.compile(rb'\{"qs":1,"run":"([A-Za-z0-9_.-]{1,64})","producer":(\d+),"seq":(\d+),"enqueued_at":(\d+\.\d+),'
+                      rb'"payload":"x*"\}\Z')
+
+
 def decode(body: bytes) -> JobRef | None:
     """The job's identity, or None when the body is not a queuestorm job (a foreign job)."""
     if not body.startswith(b'{"qs":'):
         return None
+    encoded = _ENCODED.match(body)
+    if encoded:
+        run_id, producer, seq, enqueued_at = encoded.groups()
+        return JobRef(run_id.decode(), int(producer), int(seq), float(enqueued_at))
     try:
         doc = json.loads(body)
         return JobRef(str(doc["run"]), int(doc["producer"]), int(doc["seq"]), float(doc["enqueued_at"]))

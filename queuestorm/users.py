@@ -1,9 +1,18 @@
 """Locust User classes that enqueue jobs, importable by anyone's own locustfile."""
 
+import gevent
+import redis
 from locust import User, constant, task
+from locust.user.users import LOCUST_STATE_STOPPING
 
 from . import plugin  # noqa: F401  (registers queuestorm's options and events)
 from .connection import LOAD_CLIENT, connect
+from .errors import UsageError
+from .timing import timed
+from .wire import DirectConnection
+
+RECONNECT_SECONDS = 1.0
+READ_BUFFER = 1024  # replies to an enqueue are a count or an entry id; 16 KB per user would be a third of its memory
 
 
 class EnqueueUser(User):
@@ -14,17 +23,41 @@ class EnqueueUser(User):
     """
 
     wait_time = constant(0)
+    # Locust's task loop (pick a task, wait, switch to the hub) runs once per this many enqueues: about a sixth of
+    # an enqueue's CPU time at 1 (docs/performance.md). Each enqueue is still its own timed request. A subclass
+    # that paces with wait_time instead of --rate sets it to 1.
+    enqueues_per_task = 10
+
+    client = None
 
     def on_start(self):
         self.qs = plugin.current(self.environment)
-        self.client = connect(self.qs.load_url, check=False, name=LOAD_CLIENT)
+        self._connect()
+
+    def _connect(self) -> bool:
+        """A refused connection (a plan's connection limit) is a failed `connect` request, tried again later."""
+        with timed(self.environment.events.request, self.qs.protocol.name, "connect") as request:
+            try:
+                self.client = DirectConnection(connect(self.qs.load_url, check=False, name=LOAD_CLIENT,
+                                                       read_buffer=READ_BUFFER))
+            except UsageError as e:
+                raise redis.ConnectionError(str(e.__cause__ or e).split(": ", 1)[-1]) from None
+        return request.exception is None
 
     def on_stop(self):
-        client = getattr(self, "client", None)
-        if client is not None:
-            client.close()
+        if self.client is not None:
+            self.client.close()
 
     @task
+    def enqueue_jobs(self):
+        if self.client is None and not self._connect():
+            gevent.sleep(RECONNECT_SECONDS)
+            return
+        for _ in range(self.enqueues_per_task):
+            self.enqueue()
+            if self._state == LOCUST_STATE_STOPPING:
+                return
+
     def enqueue(self):
         qs = self.qs
         qs.pacer.wait()
@@ -33,9 +66,13 @@ class EnqueueUser(User):
         body = qs.encoder.encode(seq)
         confirmed = False
         try:
-            with self.environment.events.request.measure(qs.protocol.name, "enqueue", len(body)) as meta:
-                qs.protocol.enqueue(self.client, body)
-            confirmed = meta["exception"] is None
+            with timed(self.environment.events.request, qs.protocol.name, "enqueue", len(body)) as request:
+                command = qs.protocol.enqueue_command(body)
+                if command is None:
+                    qs.protocol.enqueue(self.client.client, body)
+                else:
+                    self.client.call(*command)
+            confirmed = request.exception is None
         finally:
             if confirmed:
                 recorder.enqueued(seq)

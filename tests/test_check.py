@@ -136,3 +136,33 @@ def test_a_batch_records_every_job_and_counts_duplicates_within_it(fr):
     assert int(fr.get(ledger.keys.completions)) == 6
     v = check_run(fr, "r1")
     assert (v.completed, v.duplicated, v.duplicated_ids, v.lost) == (5, 1, ["1-2"], 0)
+
+
+def test_bitmaps_read_in_chunks_classify_exactly_as_read_whole(fr, monkeypatch):
+    import random
+
+    from queuestorm import check
+
+    ledger = make_run(fr)
+    rng = random.Random(3)
+    closed = ledger.register_producer()
+    dying = ledger.register_producer()  # never closes: its unrecorded seqs are indeterminate
+    for p, n in ((closed, 203), (dying, 150)):
+        for _ in range(n):
+            seq = p.next_seq()
+            roll = rng.random()
+            if roll < 0.8:
+                p.enqueued(seq)
+            elif roll < 0.9:
+                p.maybe_enqueued(seq)
+        p.flush()
+        for _ in range(n // 3):
+            complete(fr, "r1", p.producer_id, rng.randrange(n + 40))  # some lost, some duplicated, some unexpected
+    closed.close()
+
+    whole = check_run(fr, "r1").to_json()
+    monkeypatch.setattr(check, "CHUNK_BYTES", 3)  # 24 jobs a chunk: every boundary case occurs
+    chunked = check_run(fr, "r1").to_json()
+    assert chunked == whole
+    assert whole["lost"] and whole["unexpected"] and whole["recovered"] and whole["duplicated"]
+    assert whole["maybe_enqueued"] > 0 and whole["lost_ids"] and whole["unexpected_ids"]

@@ -25,9 +25,17 @@ class Protocol(ABC):
         self.consumer_id = consumer_id or "queuestorm"
         self.visibility_timeout = visibility_timeout
 
-    @abstractmethod
+    def enqueue_command(self, body: bytes) -> tuple | None:
+        """The one command that puts a job on the queue, as execute_command arguments, sent straight on the load's
+        connection (queuestorm.wire); None where enqueueing takes more than one command: then enqueue() runs."""
+        return None
+
     def enqueue(self, client: redis.Redis, body: bytes) -> None:
-        """Put one job on the queue; raises when the server did not confirm it."""
+        """Put one job on the queue; raises when the server did not confirm it. Override this or enqueue_command."""
+        command = self.enqueue_command(body)
+        if command is None:
+            raise NotImplementedError(f"protocol {self.name!r} defines neither enqueue_command nor enqueue")
+        client.execute_command(*command)
 
     @abstractmethod
     def fetch(self, client: redis.Redis, block_seconds: float, count: int = 1) -> list[Delivery]:

@@ -10,8 +10,8 @@ class ListProtocol(Protocol):
     name = "list"
     _rpop_count = True  # RPOP with a count needs Redis 6.2; older servers get one job per fetch
 
-    def enqueue(self, client: redis.Redis, body: bytes) -> None:
-        client.execute_command("LPUSH", self.queue, body)
+    def enqueue_command(self, body: bytes) -> tuple:
+        return ("LPUSH", self.queue, body)
 
     def fetch(self, client: redis.Redis, block_seconds: float, count: int = 1) -> list[Delivery]:
         reply = client.execute_command("BRPOP", self.queue, block_seconds)

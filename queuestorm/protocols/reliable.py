@@ -21,8 +21,8 @@ class ReliableProtocol(Protocol):
     def processing_key(self, consumer_id: str) -> str:
         return f"queuestorm:reliable:{self.queue}:processing:{consumer_id}"
 
-    def enqueue(self, client: redis.Redis, body: bytes) -> None:
-        client.execute_command("LPUSH", self.queue, body)
+    def enqueue_command(self, body: bytes) -> tuple:
+        return ("LPUSH", self.queue, body)
 
     def fetch(self, client: redis.Redis, block_seconds: float, count: int = 1) -> list[Delivery]:
         body = client.execute_command("BLMOVE", self.queue, self.processing, "RIGHT", "LEFT", block_seconds)

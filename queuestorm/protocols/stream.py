@@ -19,8 +19,8 @@ class StreamProtocol(Protocol):
     needs_ack = True
     min_redis_version = (6, 2)  # XAUTOCLAIM
 
-    def enqueue(self, client: redis.Redis, body: bytes) -> None:
-        client.execute_command("XADD", self.queue, "*", FIELD, body)
+    def enqueue_command(self, body: bytes) -> tuple:
+        return ("XADD", self.queue, "*", FIELD, body)
 
     def _ensure_group(self, client: redis.Redis) -> None:
         try:

@@ -1,0 +1,94 @@
+"""The producer's buffered records reach the ledger exactly: every bit, whatever the order and whatever failed."""
+
+import random
+
+import pytest
+import redis
+
+from queuestorm.keys import RunKeys
+from queuestorm.ledger import Ledger
+
+
+def stored_bits(r, key, n):
+    return [r.getbit(key, i) for i in range(n)]
+
+
+def test_outcomes_recorded_out_of_order_over_several_flushes_are_all_stored(r, run_id):
+    recorder = Ledger(r, run_id).register_producer()
+    seqs = [recorder.next_seq() for _ in range(5000)]
+    random.Random(7).shuffle(seqs)
+    maybe = set(seqs[::97])
+    for i, seq in enumerate(seqs):
+        (recorder.maybe_enqueued if seq in maybe else recorder.enqueued)(seq)
+        if i % 700 == 0:
+            recorder.flush()
+    recorder.close()
+    keys = recorder.keys
+    assert stored_bits(r, keys.enqueued(recorder.producer_id), 5000) == [int(s not in maybe) for s in range(5000)]
+    assert stored_bits(r, keys.maybe_enqueued(recorder.producer_id), 5000) == [int(s in maybe) for s in range(5000)]
+    assert r.strlen(keys.enqueued(recorder.producer_id)) == 5000 // 8  # no padding beyond the last job
+    assert r.hget(keys.producer(recorder.producer_id), "issued") == b"5000"
+
+
+class PipelineHook:
+    """Wraps the ledger client's pipelines to run `before` ahead of the real execute."""
+
+    def __init__(self, client, before):
+        self.client, self.before = client, before
+
+    def pipeline(self, **kw):
+        pipe = self.client.pipeline(**kw)
+        real_execute = pipe.execute
+
+        def execute(*a, **k):
+            self.before()
+            return real_execute(*a, **k)
+
+        pipe.execute = execute
+        return pipe
+
+
+def test_an_outcome_recorded_while_a_flush_is_in_flight_is_written_by_the_next_flush(r, run_id):
+    recorder = Ledger(r, run_id).register_producer()
+    for _ in range(16):
+        recorder.next_seq()
+    recorder.enqueued(0)
+    recorder.client = PipelineHook(r, lambda: recorder.enqueued(1))  # same byte as seq 0, set after the snapshot
+    recorder.flush()
+    recorder.client = r
+    recorder.close()
+    assert stored_bits(r, recorder.keys.enqueued(recorder.producer_id), 3) == [1, 1, 0]
+
+
+def test_a_failed_flush_keeps_its_records_for_the_next_one(r, run_id):
+    recorder = Ledger(r, run_id).register_producer()
+    for seq in range(20):
+        recorder.next_seq()
+        recorder.enqueued(seq)
+
+    def fail():
+        raise redis.ConnectionError("ledger unreachable")
+
+    recorder.client = PipelineHook(r, fail)
+    with pytest.raises(redis.ConnectionError):
+        recorder.flush()
+    recorder.client = r
+    recorder.close()
+    assert stored_bits(r, recorder.keys.enqueued(recorder.producer_id), 24) == [1] * 20 + [0] * 4
+
+
+def test_a_batch_mixing_producers_and_runs_names_exactly_the_jobs_completed_before(r, run_id):
+    from queuestorm.jobs import JobRef
+    from queuestorm.ledger import CompletionRecorder
+
+    other_run = run_id + "-b"
+    recorder = CompletionRecorder(r)
+    assert recorder.record([(JobRef(run_id, 2, 5, 0.0), 1.0)]) == 0
+    batch = [(JobRef(run_id, 1, 5, 0.0), 1.0), (JobRef(other_run, 2, 5, 0.0), 1.0), (JobRef(run_id, 2, 4, 0.0), 1.0),
+             (JobRef(run_id, 2, 5, 0.0), 1.0), (JobRef(run_id, 1, 6, 0.0), 1.0), (JobRef(run_id, 1, 5, 0.0), 1.0)]
+    assert recorder.record(batch) == 2
+    keys = RunKeys(run_id)
+    assert r.hgetall(keys.duplicates(2)) == {b"5": b"1"} and r.hgetall(keys.duplicates(1)) == {b"5": b"1"}
+    assert r.hgetall(RunKeys(other_run).duplicates(2)) == {}
+    assert [r.getbit(keys.completed(2), s) for s in (3, 4, 5)] == [0, 1, 1]
+    assert int(r.get(keys.completions)) == 6 and int(r.get(RunKeys(other_run).completions)) == 1
