@@ -7,7 +7,7 @@ from .errors import UsageError
 from .keys import valid_run_id
 from .protocols import protocol_class
 
-DRAIN_MODES = ("inline", "external", "off")
+DRAIN_MODES = ("inline", "external", "off", "users")
 
 
 def add_arguments(parser) -> None:
@@ -29,7 +29,7 @@ def add_arguments(parser) -> None:
                        help="payload size per job in KB (default: 1)")
     group.add_argument("--drain", env_var="QS_DRAIN", default="inline", choices=DRAIN_MODES,
                        help="inline: start drain processes beside Locust; external: they run elsewhere; "
-                            "off: enqueue only")
+                            "off: enqueue only; users: Locust users consume (ConsumerUser), checked at the end")
     group.add_argument("--drain-concurrency", env_var="QS_DRAIN_CONCURRENCY", type=int, default=20,
                        help="greenlets per inline drain process (default: 20)")
     group.add_argument("--drain-processes", env_var="QS_DRAIN_PROCESSES", type=int, default=1,

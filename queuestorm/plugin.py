@@ -188,6 +188,8 @@ def _on_init(environment, runner=None, **_):
     if not environment.stop_timeout:
         # Locust's default kills users mid-request: the ledger would have to count those enqueues as maybe-enqueued
         environment.stop_timeout = STOP_TIMEOUT
+        if config.drain == "users":  # the consuming users finish the queue when the run stops
+            environment.stop_timeout = max(STOP_TIMEOUT, config.grace)
     state.coordinator = Coordinator(environment, config)
     try:
         state.coordinator.setup()
