@@ -28,6 +28,7 @@ from .report import render, write_json
 from .runtime import ProducerRuntime
 from .settings import new_run_id
 from .settle import wait_for_drain
+from . import stats_line
 
 log = logging.getLogger("queuestorm")
 
@@ -56,6 +57,7 @@ class Coordinator:
         self.fault_specs: list = []
         self.server_note = ""
         self.load_started = self.load_stopped = None
+        self.stats_line: stats_line.StatsLine | None = None
 
     def setup(self) -> None:
         c = self.config
@@ -227,6 +229,7 @@ def _on_test_start(environment, **_):
     if state.coordinator is not None:
         state.coordinator.load_started = time.monotonic()
         state.coordinator.start_faults()
+        state.coordinator.stats_line = stats_line.start(environment, state.coordinator.ledger)
     if isinstance(runner, MasterRunner):
         workers = max(runner.worker_count, 1)
         message = dict(state.config.to_message(), rate_share=state.config.rate / workers)
@@ -255,6 +258,7 @@ def _on_test_stop(environment, **_):
             print(f"queuestorm: error: the loss check could not run: {e}", file=sys.stderr, flush=True)
             environment.process_exit_code = EXIT_CANNOT_RUN
         finally:
+            stats_line.stop(state.coordinator.stats_line)  # its last line, after the check
             state.coordinator.stop_drain()
 
 
