@@ -113,6 +113,7 @@ def drain_command_for(args: list[str]) -> list[str]:
 
 
 def cmd_check(a) -> int:
+    from . import drain_reports
     from .check import check_run
     from .connection import connect
     from .report import render, write_json
@@ -121,6 +122,9 @@ def cmd_check(a) -> int:
     url = _need(a.ledger_url, "--ledger-url (or QS_LEDGER_URL / REDIS_URL)")
     client = connect(url, role="ledger Redis")
     verdict = check_run(client, run_id, max_duplicated=a.max_duplicated)
+    drains = drain_reports.read(client, run_id)
+    if drains:
+        verdict.extra["vitals"] = drains
     print(render(verdict))
     if a.json_path:
         write_json(verdict, a.json_path)

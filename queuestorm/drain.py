@@ -10,6 +10,7 @@ import time
 import gevent
 import redis
 
+from . import drain_reports
 from .connection import DRAIN_CLIENT, connect, redact, socket_timeout_for
 from .errors import UsageError
 from .jobs import decode
@@ -17,10 +18,13 @@ from .keys import foreign_jobs_key
 from .latency import LocalHistogram
 from .ledger import CompletionRecorder
 from .protocols import Delivery, make_protocol, require_server_version
+from .vitals import VitalsSampler
 
 NETWORK_ERRORS = (redis.ConnectionError, redis.TimeoutError, OSError)
 MAX_BACKOFF = 2.0
 RECORD_RETRY_SECONDS = 30.0
+REPORT_SECONDS = 1.0
+RECENT_RUN_SECONDS = 120.0
 
 
 class DrainWorker:
@@ -72,6 +76,11 @@ class DrainWorker:
         self._last_stats_at: float | None = None
         self._last_count = 0
         self._held: set[bytes] = set()  # bodies fetched and not yet acknowledged, for protocol.sweep_orphans
+        self.completed_by_run: dict[str, int] = {}
+        self._run_last_seen: dict[str, float] = {}
+        self.vitals = VitalsSampler("drain", name=self.consumer_id)
+        self._report_rate = 0.0
+        self._report_client: redis.Redis | None = None
 
     def run(self) -> int:
         self._monitor_client = connect(self.redis_url, role="target Redis")
@@ -80,14 +89,20 @@ class DrainWorker:
         self.recovered += self.protocol.start_consumer(self._monitor_client)
         for sig in (signal.SIGTERM, signal.SIGINT):
             gevent.signal_handler(sig, self.stop)
+        self.vitals.share_client(self._monitor_client)
+        self.vitals.start()
         consumers = [gevent.spawn(self._consume) for _ in range(self.concurrency)]
         monitor = gevent.spawn(self._monitor)
+        reporter = gevent.spawn(self._report_loop)
         gevent.joinall(consumers)
         monitor.kill()
+        reporter.kill()
         try:
             self.protocol.stop_consumer(self._monitor_client)
         except NETWORK_ERRORS as e:
             self._error(e)
+        self._publish(final=True)
+        self.vitals.stop()
         self._print_stats(final=True)
         return 0
 
@@ -162,6 +177,9 @@ class DrainWorker:
             self._retry(lambda: protocol.ack(target, acked))
         self.completed += len(jobs)
         self.duplicates += duplicates
+        for job in jobs:
+            self.completed_by_run[job.run_id] = self.completed_by_run.get(job.run_id, 0) + 1
+            self._run_last_seen[job.run_id] = now
         for _, e2e_ms in completions:
             self._histogram.add(e2e_ms)
         self._last_completion = time.monotonic()
@@ -226,6 +244,34 @@ class DrainWorker:
             if self.until_empty and self.depth == 0 and idle >= 2 * self.block_seconds:
                 self.stop()
 
+    def _report_loop(self) -> None:
+        last_at, last_count = time.monotonic(), self.completed
+        while True:
+            gevent.sleep(REPORT_SECONDS)
+            now = time.monotonic()
+            self._report_rate = (self.completed - last_count) / (now - last_at)
+            last_at, last_count = now, self.completed
+            self._publish()
+
+    def _publish(self, final: bool = False) -> None:
+        """Vitals and throughput, under every run this process completed jobs of lately (see drain_reports)."""
+        horizon = time.time() - RECENT_RUN_SECONDS
+        runs = [run_id for run_id, seen in self._run_last_seen.items() if seen >= horizon]
+        if not runs:
+            return
+        common = dict(self.vitals.summary(), rate=round(self._report_rate, 1), completed_total=self.completed,
+                      duplicates=self.duplicates, foreign=self.foreign, errors=self.errors, final=final)
+        try:
+            if self._report_client is None:
+                self._report_client = (self._monitor_client if self.same_server
+                                       else connect(self.ledger_url, check=False))
+            drain_reports.publish(self._report_client, self.consumer_id,
+                                  {run_id: dict(common, completed=self.completed_by_run[run_id]) for run_id in runs})
+        except NETWORK_ERRORS as e:
+            self._error(e)
+        except UsageError as e:  # the ledger refused a new connection (max clients): next time
+            self._error(e)
+
     def _print_stats(self, final: bool = False) -> None:
         now = time.monotonic()
         since = self._last_stats_at
@@ -241,6 +287,9 @@ class DrainWorker:
             "recovered": self.recovered,
             "foreign": self.foreign,
             "errors": self.errors,
+            "rss_mb": self.vitals.rss.last,
+            "cpu_pct": None if self.vitals.cpu.last is None else round(self.vitals.cpu.last),
+            "lag_ms_max": round(self.vitals.lag.max, 1),
         }
         if final:
             line["final"] = True

@@ -5,8 +5,6 @@ import random
 from dataclasses import dataclass
 from fractions import Fraction
 
-from locust import events
-
 from .error_queue import default_error_queue
 
 
@@ -51,8 +49,7 @@ def _at_least(low: float, kind=float):
     return check
 
 
-@events.init_command_line_parser.add_listener
-def _add_arguments(parser, **_):
+def add_arguments(parser) -> None:
     group = parser.add_argument_group("queuestorm generator-consumer", "GeneratorUser and ConsumerUser (seed 002)")
     group.add_argument("--generator-interval-ms", env_var="QS_GENERATOR_INTERVAL_MS", type=_at_least(0.1),
                        default=500.0, help="ms between two jobs pushed by the generator (default: 500)")

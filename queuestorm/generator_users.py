@@ -9,11 +9,12 @@ import socket
 import sys
 import time
 
+import gevent
 from locust import User, events, task
 from locust.runners import WorkerRunner
 from locust.user.users import LOCUST_STATE_STOPPING
 
-from . import generator_options, plugin
+from . import plugin
 from .connection import LOAD_CLIENT, connect
 from .errors import EXIT_CANNOT_RUN
 from .generator_lock import GeneratorLock
@@ -23,7 +24,6 @@ from .ledger import CompletionRecorder
 
 log = logging.getLogger("queuestorm")
 
-READY_TIMEOUT = 30
 FETCH_BLOCK_SECONDS = 1.0
 STOP_DRAIN_BLOCK_SECONDS = 0.5
 PROTOCOLS = ("list",)
@@ -59,7 +59,7 @@ class Generation:
                 return False
             self.next_renew = now + self.renew_every
         if now >= self.next_push:
-            self._push()
+            self.user.shielded(self._push)
             self.next_push = max(self.next_push + self.interval, now - self.interval)
         return True
 
@@ -95,12 +95,19 @@ class _QueueUser(User):
 
     def on_start(self):
         self.qs = plugin.current(self.environment)
-        self.qs.ready.wait(READY_TIMEOUT)
         self.settings = GeneratorSettings.from_options(self.environment.parsed_options, self.qs.config.queue)
         self.client = connect(self.qs.load_url, check=False, name=LOAD_CLIENT, block_seconds=FETCH_BLOCK_SECONDS)
         self.name = _name(self)
         self.lock = GeneratorLock(self.client, self.qs.config.queue, self.name, self.settings.check_s)
         self.generation: Generation | None = None
+        self._in_flight: gevent.Greenlet | None = None
+
+    def shielded(self, operation, *args):
+        """Run one request and its bookkeeping in a greenlet of its own. Locust kills a user it finds waiting, and
+        the kill can land after the user has resumed and sent its next request: a job pushed yet recorded as
+        maybe-enqueued, or popped and never recorded. The kill now only stops the user; on_stop waits for this."""
+        self._in_flight = gevent.spawn(operation, *args)
+        return self._in_flight.get()
 
     def _become_generator(self, how: str) -> bool:
         """Try the lock (SET NX PX): of all the users trying at once, exactly one wins."""
@@ -122,6 +129,8 @@ class _QueueUser(User):
             self._stop_generating("lost the generator lock", release=False)
 
     def on_stop(self):
+        if getattr(self, "_in_flight", None) is not None:
+            self._in_flight.join()
         if getattr(self, "generation", None) is not None:
             self._stop_generating("the run stopped", release=True)
         if hasattr(self, "client"):
@@ -179,7 +188,7 @@ class ConsumerUser(_QueueUser):
         if self.generation is not None:
             self._generate()
             return
-        self._consume(FETCH_BLOCK_SECONDS)
+        self.shielded(self._consume, FETCH_BLOCK_SECONDS)
         if time.monotonic() >= self.next_check and self._state != LOCUST_STATE_STOPPING:
             self.next_check = time.monotonic() + self.settings.check_s
             self._check_generator()
@@ -227,20 +236,22 @@ class ConsumerUser(_QueueUser):
 
 
 @events.init.add_listener
-def _require_list_protocol(environment, runner=None, **_):
-    if isinstance(runner, WorkerRunner) or not environment.user_classes:
-        return
+def _on_init(environment, runner=None, **_):
     ours = [cls for cls in environment.user_classes if issubclass(cls, _QueueUser)]
     options = environment.parsed_options
-    if ours and options is not None and options.protocol not in PROTOCOLS:
+    if not isinstance(runner, WorkerRunner) and ours and options is not None and options.protocol not in PROTOCOLS:
         state = getattr(environment, "queuestorm", None)
         if state is not None and state.coordinator is not None:
             state.coordinator.shutdown()
         print(f"queuestorm: error: --protocol {options.protocol!r}: {ours[0].__name__} speaks only "
               f"{', '.join(PROTOCOLS)} (LPUSH/BRPOP, seed 002)", file=sys.stderr, flush=True)
         sys.exit(EXIT_CANNOT_RUN)
-    if options is not None:
-        GeneratorUser.fixed_count = int(options.generators)
+    if options is None:
+        return
+    GeneratorUser.fixed_count = int(options.generators)
+    if ConsumerUser in environment.user_classes and not options.stop_timeout:
+        # the consumers are the drain: when the run stops they finish the queue, for up to --grace seconds
+        environment.stop_timeout = max(environment.stop_timeout, float(options.grace))
 
 
-__all__ = ["GeneratorUser", "ConsumerUser", "generator_options"]
+__all__ = ["GeneratorUser", "ConsumerUser"]

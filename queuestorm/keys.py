@@ -21,6 +21,7 @@ class RunKeys:
         self.producer_counter = self.base + "producers"
         self.completions = self.base + "completions"
         self.e2e = self.base + "e2e"
+        self.drains = self.base + "drains"
         self.pattern = self.base + "*"
         self.producer_pattern = self.base + "p:*"
 
@@ -38,6 +39,9 @@ class RunKeys:
 
     def duplicates(self, producer_id: int) -> str:
         return f"{self.base}p:{producer_id}:dup"
+
+    def drain(self, consumer_id: str) -> str:
+        return f"{self.base}drain:{consumer_id}"
 
 
 def foreign_jobs_key(queue: str) -> str:

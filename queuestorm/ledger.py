@@ -76,6 +76,8 @@ class ProducerRecorder:
         self.keys = keys
         self.producer_id = producer_id
         self.issued = 0
+        self.confirmed = 0
+        self.unconfirmed = 0
         self._ok: list[int] = []
         self._maybe: list[int] = []
         self._lock = threading.Lock()
@@ -87,11 +89,13 @@ class ProducerRecorder:
         return seq
 
     def enqueued(self, seq: int) -> None:
+        self.confirmed += 1
         self._ok.append(seq)
         if len(self._ok) >= self.FLUSH_AT:
             self.flush()
 
     def maybe_enqueued(self, seq: int) -> None:
+        self.unconfirmed += 1
         self._maybe.append(seq)
 
     def flush(self) -> None:

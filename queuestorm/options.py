@@ -2,12 +2,13 @@
 
 from dataclasses import asdict, dataclass
 
-from . import settings
+from . import generator_options, settings, stats_line
 from .errors import UsageError
 from .keys import valid_run_id
 from .protocols import protocol_class
+from .thresholds import parse_latency_limits
 
-DRAIN_MODES = ("inline", "external", "off", "users")
+DRAIN_MODES = ("inline", "external", "users", "off")
 
 
 def add_arguments(parser) -> None:
@@ -29,7 +30,7 @@ def add_arguments(parser) -> None:
                        help="payload size per job in KB (default: 1)")
     group.add_argument("--drain", env_var="QS_DRAIN", default="inline", choices=DRAIN_MODES,
                        help="inline: start drain processes beside Locust; external: they run elsewhere; "
-                            "off: enqueue only; users: Locust users consume (ConsumerUser), checked at the end")
+                            "users: Locust users consume (dyno workers, consumers); off: enqueue only")
     group.add_argument("--drain-concurrency", env_var="QS_DRAIN_CONCURRENCY", type=int, default=20,
                        help="greenlets per inline drain process (default: 20)")
     group.add_argument("--drain-processes", env_var="QS_DRAIN_PROCESSES", type=int, default=1,
@@ -56,6 +57,28 @@ def add_arguments(parser) -> None:
                        help="route load and drain through a proxy adding this delay each way (a distant Redis)")
     group.add_argument("--jitter-ms", env_var="QS_JITTER_MS", type=float, default=0.0,
                        help="random +/- jitter on --latency-ms")
+    group.add_argument("--scenario", env_var="QS_SCENARIO", default="",
+                       help="scenario YAML: user classes, options, faults, thresholds (options given here win)")
+    group.add_argument("--warmup", env_var="QS_WARMUP", type=float, default=0.0,
+                       help="seconds after the load starts whose Locust statistics are discarded (default: 0)")
+    limits = parser.add_argument_group("queuestorm thresholds", "crossing one fails the run with exit code 1")
+    limits.add_argument("--max-lost", env_var="QS_MAX_LOST", type=int, default=0,
+                        help="lost jobs tolerated (default: 0)")
+    limits.add_argument("--max-error-ratio", env_var="QS_MAX_ERROR_RATIO", type=float, default=None,
+                        help="failed / all Locust requests tolerated, e.g. 0.01 (default: no limit)")
+    limits.add_argument("--min-rate", env_var="QS_MIN_RATE", type=float, default=0.0,
+                        help="lowest achieved enqueue rate, jobs/s (default: no limit)")
+    limits.add_argument("--latency-limit", env_var="QS_LATENCY_LIMIT", default="",
+                        help="per event name, e.g. 'enqueue:p95=50,task:p99=200' (ms; p50 p90 p95 p99 p999 max)")
+    group.add_argument("--connection-limit", env_var="QS_CONNECTION_LIMIT", type=int, default=0,
+                       help="the Redis plan's connection limit, reported beside the peak connections in use")
+    group.add_argument("--max-flats", env_var="QS_MAX_FLATS", type=int, default=100,
+                       help="dyno workers: items kept in each worker's list of flats (default: 100)")
+    limits.add_argument("--backlog-limit", env_var="QS_BACKLOG_LIMIT", type=int, default=100,
+                        help="dyno workers: jobs received and not completed at which a worker fails the run "
+                             "(default: 100)")
+    generator_options.add_arguments(parser)
+    stats_line.add_arguments(parser)
 
 
 @dataclass
@@ -80,6 +103,15 @@ class RunConfig:
     aof: bool = False
     latency_ms: float = 0.0
     jitter_ms: float = 0.0
+    scenario: str = ""
+    warmup: float = 0.0
+    max_lost: int = 0
+    max_error_ratio: float | None = None
+    min_rate: float = 0.0
+    latency_limit: str = ""
+    backlog_limit: int = 100
+    max_flats: int = 100
+    connection_limit: int = 0
     load_url: str = ""  # set by the run, not an option: the latency proxy's URL when there is one
 
     @classmethod
@@ -102,9 +134,18 @@ class RunConfig:
         if self.drain not in DRAIN_MODES:
             raise UsageError(f"--drain {self.drain!r} is not one of {', '.join(DRAIN_MODES)}")
         for name, low in (("rate", 0), ("payload_kb", 0), ("grace", 0), ("max_duplicated", 0), ("work_ms", 0),
-                          ("drain_concurrency", 1), ("drain_processes", 1),
+                          ("drain_concurrency", 1), ("drain_processes", 1), ("max_flats", 1), ("connection_limit", 0),
                           ("visibility_timeout", 0.1), ("latency_ms", 0), ("jitter_ms", 0)):
             if getattr(self, name) < low:
                 raise UsageError(f"--{name.replace('_', '-')} must be at least {low}, got {getattr(self, name)}")
+        for name in ("max_lost", "min_rate", "warmup", "backlog_limit"):
+            if getattr(self, name) < 0:
+                raise UsageError(f"--{name.replace('_', '-')} must not be negative, got {getattr(self, name)}")
+        if self.max_error_ratio is not None and not 0 <= self.max_error_ratio <= 1:
+            raise UsageError(f"--max-error-ratio must be between 0 and 1, got {self.max_error_ratio}")
+        try:
+            parse_latency_limits(self.latency_limit)
+        except ValueError as e:
+            raise UsageError(f"--latency-limit: {e}") from None
         if not self.queue:
             raise UsageError("--queue must not be empty")

@@ -17,6 +17,49 @@ def table(title: str, rows: list[tuple[str, object]]) -> str:
     return "\n".join(out)
 
 
+SECTIONS = ("vitals", "workers")  # lists of rows, shown as tables of their own
+
+
+def grid(title: str, headers: list[str], rows: list[list]) -> str:
+    cells = [headers] + [["-" if c is None else str(c) for c in row] for row in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    line = "+" + "+".join("-" * (w + 2) for w in widths) + "+"
+
+    def fmt(row):
+        return "| " + " | ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))) + " |"
+
+    return "\n".join([title, line, fmt(headers), line, *map(fmt, cells[1:]), line])
+
+
+def _pair(a, b) -> str:
+    return "-" if a is None else f"{a}/{b}"
+
+
+def render_processes(processes: list[dict]) -> str:
+    """Vitals of every process: memory (mean / max / growth over the run), CPU, event-loop lag, Redis ping."""
+    headers = ["process", "host", "pid", "rss MB mean/max", "growth MB", "cpu % mean", "lag ms mean/max",
+               "ping ms", "completed", "rate/s"]
+    rows = []
+    for p in processes:
+        growth = p.get("rss_growth_mb")
+        rows.append([
+            p.get("name") or p.get("role"), p.get("host"), p.get("pid"),
+            _pair(p.get("rss_mb_mean"), p.get("rss_mb_max")), None if growth is None else f"{growth:+.1f}",
+            p.get("cpu_pct_mean"), _pair(p.get("lag_ms_mean"), p.get("lag_ms_max")),
+            p.get("ping_ms_mean") if not p.get("ping_errors") else f"{p.get('ping_ms_mean')} ({p['ping_errors']} errors)",
+            p.get("completed"), p.get("rate"),
+        ])
+    return grid("Processes", headers, rows)
+
+
+def render_workers(workers: list[dict]) -> str:
+    headers = ["worker", "host", "pid", "producer", "state", "requests", "enqueued", "maybe enqueued", "dropped"]
+    keys = ["worker", "host", "pid", "producer", "state", "requests", "enqueued", "maybe_enqueued", "dropped"]
+    rows = [[w.get(k) for k in keys] for w in workers]
+    rows.append(["total", "", "", "", ""] + [sum(w.get(k) or 0 for w in workers) for k in keys[5:]])
+    return grid("Locust workers", headers, rows)
+
+
 def _ids(ids: list[str], total: int) -> str:
     if not ids:
         return "-"
@@ -45,12 +88,20 @@ def render(v: Verdict, server_note: str | None = None) -> str:
         ("first duplicated", _ids(v.duplicated_ids, v.duplicated)),
     ]
     for key, value in v.extra.items():
+        if key in SECTIONS or isinstance(value, dict):  # shown as tables of their own
+            continue
+        if isinstance(value, list) and key != "faults":
+            value = ", ".join(map(str, value))
         if key == "faults":
             value = ", ".join(f"{f['kind']}@{f['at_s']:g}s" + (" (failed)" if "error" in f else "") for f in value)
         rows.append((key.replace("_", " "), value or "-"))
     if v.unclosed_producers:
         rows.append(("producers that never closed", ", ".join(map(str, v.unclosed_producers[:10]))))
     text = table("Loss check", rows)
+    if v.extra.get("workers"):
+        text = render_workers(v.extra["workers"]) + "\n" + text
+    if v.extra.get("vitals"):
+        text = render_processes(v.extra["vitals"]) + "\n" + text
     status = "PASS" if v.passed else "FAIL: " + "; ".join(v.reasons)
     text += f"\nverdict: {status}"
     if server_note:

@@ -30,6 +30,8 @@ class ProducerRuntime:
         self.recorder: ProducerRecorder | None = None
         self.encoder: JobEncoder | None = None
         self._greenlets: list[gevent.Greenlet] = []
+        self.requests = 0
+        self.failures = 0
 
     @property
     def load_url(self) -> str:
@@ -46,16 +48,32 @@ class ProducerRuntime:
         self.encoder = JobEncoder(self.config.run_id, self.recorder.producer_id, self.config.payload_bytes)
         self.pacer.set_rate(rate_share)
         self._greenlets = [gevent.spawn(self._flush_loop), gevent.spawn(self._ping_loop)]
+        self.environment.events.request.add_listener(self._count_request)
         log.info("producer %s of run %s started (rate share %s/s)", self.recorder.producer_id, self.config.run_id,
                  rate_share or "unlimited")
         self.ready.set()
 
     def stop(self) -> None:
+        if self._greenlets:
+            self.environment.events.request.remove_listener(self._count_request)
         gevent.killall(self._greenlets)
         self._greenlets = []
         self.ready.clear()
         if self.recorder is not None:
             self._close_recorder()
+
+    def _count_request(self, name, exception=None, **_) -> None:
+        if name == "enqueue":
+            self.requests += 1
+            self.failures += exception is not None
+
+    def counts(self) -> dict:
+        """This process's share of the run, as the master sums it over workers."""
+        r = self.recorder
+        return {"producer": r and r.producer_id, "issued": r.issued if r else 0,
+                "enqueued": r.confirmed if r else 0, "maybe_enqueued": r.unconfirmed if r else 0,
+                "requests": self.requests, "failures": self.failures, "dropped": self.pacer.dropped,
+                "rate_share": self.pacer.rate, "closed": bool(r and r.closed)}
 
     def _close_recorder(self) -> None:
         for attempt in range(CLOSE_ATTEMPTS):

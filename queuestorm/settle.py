@@ -20,14 +20,15 @@ class Settled:
 
 
 def wait_for_drain(target: redis.Redis, protocol: Protocol, ledger: Ledger, grace: float,
-                   expect_drain: bool = True, sleep=time.sleep) -> Settled:
+                   expect_drain: bool = True, sleep=time.sleep, ignore_producers: set[int] = frozenset()) -> Settled:
+    """`ignore_producers`: producers known to be dead (a lost Locust worker), which will never close."""
     started = time.monotonic()
     last_completions = None
     depth, unclosed = -1, []
     while True:
         try:
             depth = protocol.depth(target)
-            unclosed = ledger.unclosed_producers()
+            unclosed = [p for p in ledger.unclosed_producers() if p not in ignore_producers]
             completions = ledger.completions()
         except (redis.ConnectionError, redis.TimeoutError):
             completions = None

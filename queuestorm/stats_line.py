@@ -17,8 +17,6 @@ from collections import deque
 
 import gevent
 import redis
-from locust import events
-
 from .keys import RunKeys
 
 log = logging.getLogger("queuestorm")
@@ -36,8 +34,7 @@ def _seconds(text) -> float:
     return value
 
 
-@events.init_command_line_parser.add_listener
-def _add_arguments(parser, **_):
+def add_arguments(parser) -> None:
     parser.add_argument("--stats-line", env_var="QS_STATS_LINE", type=_seconds, default=0.0,
                         help="print a JSON line of saved / completed / lost / throughput / loss_percent every this "
                              f"many seconds (lost: saved more than {SETTLE_SECONDS:g}s earlier, not completed); "

@@ -5,8 +5,6 @@ from locust import User, constant, task
 from . import plugin  # noqa: F401  (registers queuestorm's options and events)
 from .connection import LOAD_CLIENT, connect
 
-READY_TIMEOUT = 30
-
 
 class EnqueueUser(User):
     """Enqueues jobs as fast as allowed (or at the --rate share of this process), one connection per user.
@@ -19,7 +17,6 @@ class EnqueueUser(User):
 
     def on_start(self):
         self.qs = plugin.current(self.environment)
-        self.qs.ready.wait(READY_TIMEOUT)
         self.client = connect(self.qs.load_url, check=False, name=LOAD_CLIENT)
 
     def on_stop(self):

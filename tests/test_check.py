@@ -85,6 +85,21 @@ def test_a_producer_that_died_before_flushing_leaves_indeterminate_jobs_not_lost
     assert (v.enqueued, v.maybe_enqueued, v.lost, v.unexpected, v.recovered) == (5, 5, 0, 0, 3)
 
 
+def test_jobs_a_dead_producer_issued_after_its_last_flush_are_recovered_not_unexpected(fr):
+    ledger = make_run(fr)
+    p = ledger.register_producer()
+    for _ in range(5):
+        p.enqueued(p.next_seq())
+    p.flush()  # the ledger says issued = 5
+    for _ in range(4):
+        p.enqueued(p.next_seq())  # enqueued, then the process is killed before the next flush
+    for seq in range(9):
+        complete(fr, "r1", p.producer_id, seq)
+    v = check_run(fr, "r1")
+    assert (v.enqueued, v.maybe_enqueued, v.completed, v.lost, v.unexpected, v.recovered) == (5, 4, 9, 0, 0, 4)
+    assert v.verdict == "pass"
+
+
 def test_first_ids_follow_sequence_order_across_byte_boundaries(fr):
     ledger = make_run(fr)
     p = ledger.register_producer()

@@ -6,7 +6,7 @@ from fractions import Fraction
 
 import pytest
 
-from helpers import locust, queuestorm
+from helpers import ROOT, locust, queuestorm
 from queuestorm.generator_lock import GeneratorLock
 from queuestorm.generator_options import expected_invalid
 
@@ -56,9 +56,11 @@ def test_consumers_drain_every_job_and_park_exactly_the_invalid_ones(tmp_path, r
 
 
 def test_a_stopped_generator_is_replaced_by_exactly_one_consumer(tmp_path, redis_url, r, queue):
+    """The scenario file, shortened: its generator stops mid-run, releasing nothing."""
     report = tmp_path / "verdict.json"
-    result = locust("--users", "4", "--spawn-rate", "4", "--run-time", "6s",
-                    *scenario(queue, report, "--generator-stop-after", "1.5"), env={"REDIS_URL": redis_url})
+    result = locust("--scenario", f"{ROOT}/scenarios/generator-consumer.yaml", "--users", "4", "--spawn-rate", "4",
+                    "--run-time", "6s", "--generator-stop-after", "1.5", "--generator-check-seconds", "0.5",
+                    "--queue", queue, "--report", str(report), env={"REDIS_URL": redis_url})
     assert result.returncode == 0, result.stderr[-3000:]
     doc = read(report)
     assert doc["verdict"] == "pass" and doc["lost"] == 0 and doc["completed"] == doc["enqueued"]

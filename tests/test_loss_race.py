@@ -3,7 +3,7 @@
 import io
 import json
 
-from helpers import locust
+from helpers import ROOT, locust
 from queuestorm.keys import RunKeys
 from queuestorm.stats_line import StatsLine
 
@@ -16,10 +16,12 @@ def stats_lines(stdout: str) -> list[dict]:
 
 
 def test_race_run_prints_stats_lines_and_ends_with_zero_loss(tmp_path, redis_url, queue):
+    """The scenario file, shortened and scaled down to this machine."""
     report = tmp_path / "verdict.json"
-    result = locust("--users", "2", "--spawn-rate", "2", "--run-time", "3s", "--rate", "200", "--queue", queue,
-                    "--drain-processes", "2", "--drain-concurrency", "10", "--stats-line", "1",
-                    "--report", str(report), "EnqueueUser", env={"REDIS_URL": redis_url})
+    result = locust("--scenario", f"{ROOT}/scenarios/loss-race.yaml", "--users", "2", "--spawn-rate", "2",
+                    "--run-time", "3s", "--rate", "200", "--queue", queue, "--drain-processes", "2",
+                    "--drain-concurrency", "10", "--stats-line", "1", "--report", str(report),
+                    env={"REDIS_URL": redis_url})
     assert result.returncode == 0, result.stderr[-3000:]
     with open(report) as f:
         doc = json.load(f)

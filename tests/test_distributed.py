@@ -1,0 +1,151 @@
+"""A Locust master and workers as separate processes on 127.0.0.1, with an external drain: the whole fleet's run."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from helpers import ROOT, free_port
+
+LOCUSTFILE = os.path.join(ROOT, "locustfiles", "enqueue.py")
+CLEAN_ENV = ("REDIS_URL", "QS_LEDGER_URL", "QS_PROTOCOL", "QS_QUEUE", "QS_RUN_ID", "QS_RATE", "QS_DRAIN",
+             "QS_REPORT", "QS_EMBEDDED")
+
+
+class Fleet:
+    """Processes started by one test, each logging to its own file; all ended at teardown."""
+
+    def __init__(self, tmp_path, redis_url):
+        self.tmp_path = tmp_path
+        self.env = {k: v for k, v in os.environ.items() if k not in CLEAN_ENV}
+        self.env["REDIS_URL"] = redis_url
+        self.port = free_port()
+        self.procs: dict[str, subprocess.Popen] = {}
+
+    def start(self, name: str, *args: str) -> subprocess.Popen:
+        log = open(self.tmp_path / f"{name}.log", "w")
+        proc = subprocess.Popen([sys.executable, *args], stdout=log, stderr=subprocess.STDOUT, env=self.env, cwd=ROOT)
+        self.procs[name] = proc
+        return proc
+
+    def master(self, *args: str) -> subprocess.Popen:
+        return self.start("master", "-m", "locust", "-f", LOCUSTFILE, "--master", "--headless", "--only-summary",
+                          "--master-bind-host", "127.0.0.1", "--master-bind-port", str(self.port), *args)
+
+    def worker(self, name: str) -> subprocess.Popen:
+        return self.start(name, "-m", "locust", "-f", LOCUSTFILE, "--worker", "--master-host", "127.0.0.1",
+                          "--master-port", str(self.port))
+
+    def drain(self, queue: str) -> subprocess.Popen:
+        return self.start("drain", "-m", "queuestorm", "drain", "--queue", queue, "--concurrency", "8")
+
+    def log(self, name: str) -> str:
+        return (self.tmp_path / f"{name}.log").read_text()
+
+    def stop(self) -> None:
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in self.procs.values():
+            try:
+                proc.wait(20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+@pytest.fixture
+def fleet(tmp_path, redis_url):
+    f = Fleet(tmp_path, redis_url)
+    yield f
+    f.stop()
+
+
+def wait_for(condition, what: str, timeout: float = 60):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.1)
+
+
+def producers(r, run_id) -> dict[int, dict]:
+    out = {}
+    for n in range(1, int(r.get(f"queuestorm:{{{run_id}}}:producers") or 0) + 1):
+        info = r.hgetall(f"queuestorm:{{{run_id}}}:p:{n}")
+        out[n] = {k.decode(): v.decode() for k, v in info.items()}
+    return out
+
+
+def test_master_two_workers_and_an_external_drain(fleet, tmp_path, r, queue, run_id):
+    report = tmp_path / "verdict.json"
+    drain = fleet.drain(queue)
+    master = fleet.master("--expect-workers", "2", "--users", "6", "--spawn-rate", "6", "--run-time", "4s",
+                          "--rate", "400", "--drain", "external", "--queue", queue, "--run-id", run_id,
+                          "--report", str(report))
+    workers = [fleet.worker("worker-a"), fleet.worker("worker-b")]
+    assert master.wait(120) == 0, fleet.log("master")[-3000:]
+    doc = json.loads(report.read_text())
+
+    assert doc["verdict"] == "pass" and doc["lost"] == 0 and doc["unexpected"] == 0
+    assert doc["enqueued"] > 100 and doc["completed"] == doc["enqueued"] + doc["recovered"]
+    # both workers' producers are in the ledger, one each, closed
+    ledger = producers(r, run_id)
+    assert sorted(int(p["pid"]) for p in ledger.values()) == sorted(w.pid for w in workers)
+    assert all(p["closed"] == "1" for p in ledger.values())
+    # the master's totals are the sum of the workers'
+    rows = doc["workers"]
+    assert sorted(w["pid"] for w in rows) == sorted(w.pid for w in workers)
+    assert {w["producer"] for w in rows} == set(ledger)
+    assert all(w["state"] == "stopped" for w in rows) and doc["workers_lost"] == []
+    assert sum(w["enqueued"] for w in rows) == doc["enqueued"]
+    assert sum(w["maybe_enqueued"] for w in rows) == doc["maybe_enqueued"]
+    assert sum(w["requests"] for w in rows) == doc["locust_enqueue_requests"] > 0
+    # the target rate is split across the workers
+    assert [w["rate_share"] for w in rows] == [200.0, 200.0]
+    # vitals of every process: the master, both workers, the external drain
+    by_pid = {v["pid"]: v for v in doc["vitals"]}
+    assert {master.pid, drain.pid, *(w.pid for w in workers)} <= set(by_pid)
+    assert by_pid[master.pid]["role"] == "master"
+    for proc in workers:
+        vitals = by_pid[proc.pid]
+        assert vitals["role"] == "worker" and vitals["samples"] >= 1 and vitals["rss_mb_max"] > 0
+        assert vitals["ping_errors"] == 0 and vitals["ping_ms_mean"] > 0
+    assert by_pid[drain.pid]["role"] == "drain" and by_pid[drain.pid]["completed"] == doc["completed"]
+    out = fleet.log("master")
+    assert "Locust workers" in out and "Processes" in out and "verdict: PASS" in out
+
+
+def test_a_worker_joining_and_one_dying_mid_run(fleet, tmp_path, r, queue, run_id):
+    """The rate is re-split when a worker joins and when one dies; the dead one is reported, nothing is lost."""
+    report = tmp_path / "verdict.json"
+    fleet.drain(queue)
+    master = fleet.master("--expect-workers", "1", "--users", "4", "--spawn-rate", "4", "--run-time", "10s",
+                          "--rate", "300", "--drain", "external", "--queue", queue, "--run-id", run_id,
+                          "--report", str(report), "--grace", "20")
+    first = fleet.worker("worker-a")
+    wait_for(lambda: len(producers(r, run_id)) == 1, "the first worker's producer")
+    second = fleet.worker("worker-b")
+    wait_for(lambda: len(producers(r, run_id)) == 2, "the second worker's producer")
+    second_producer = next(n for n, p in producers(r, run_id).items() if int(p["pid"]) == second.pid)
+    key = f"queuestorm:{{{run_id}}}:p:{second_producer}"
+    wait_for(lambda: int(r.hget(key, "issued") or 0) > 20, "the second worker to enqueue")
+    second.send_signal(signal.SIGKILL)
+    second.wait()
+    assert master.wait(120) == 0, fleet.log("master")[-3000:]
+    doc = json.loads(report.read_text())
+
+    assert doc["lost"] == 0 and doc["unexpected"] == 0 and doc["verdict"] == "pass"
+    rows = {w["pid"]: w for w in doc["workers"]}
+    assert rows[first.pid]["state"] == "stopped" and rows[second.pid]["state"] == "lost"
+    assert doc["workers_lost"] == [rows[second.pid]["worker"]]
+    assert doc["unclosed_producers"] == [second_producer]
+    assert rows[second.pid]["rate_share"] == 150.0  # its share while both ran
+    assert rows[first.pid]["rate_share"] == 300.0  # the whole target again once the other was gone
+    assert "is gone mid-run" in fleet.log("master")
+    assert first.pid in {v["pid"] for v in doc["vitals"]} and second.pid in {v["pid"] for v in doc["vitals"]}
+
