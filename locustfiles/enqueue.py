@@ -6,5 +6,6 @@ EnqueueUser runs."""
 from queuestorm.dyno import DynoWorkerUser  # noqa: F401
 from queuestorm.plugin import default_user_classes
 from queuestorm.users import EnqueueUser  # noqa: F401
+from queuestorm.generator_users import ConsumerUser, GeneratorUser  # noqa: F401
 
 default_user_classes(["EnqueueUser"])

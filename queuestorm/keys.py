@@ -47,3 +47,8 @@ class RunKeys:
 def foreign_jobs_key(queue: str) -> str:
     """Where a drain worker parks jobs it consumed that are not queuestorm's, so none is destroyed."""
     return f"{PREFIX}foreign:{queue}"
+
+
+def generator_lock_key(queue: str) -> str:
+    """The lock that lets one generator at a time push onto `queue` (generator-consumer scenario)."""
+    return f"{PREFIX}generator-lock:{queue}"

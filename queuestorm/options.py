@@ -2,7 +2,7 @@
 
 from dataclasses import asdict, dataclass
 
-from . import settings
+from . import generator_options, settings, stats_line
 from .errors import UsageError
 from .keys import valid_run_id
 from .protocols import protocol_class
@@ -77,6 +77,8 @@ def add_arguments(parser) -> None:
     limits.add_argument("--backlog-limit", env_var="QS_BACKLOG_LIMIT", type=int, default=100,
                         help="dyno workers: jobs received and not completed at which a worker fails the run "
                              "(default: 100)")
+    generator_options.add_arguments(parser)
+    stats_line.add_arguments(parser)
 
 
 @dataclass

@@ -37,6 +37,7 @@ from .settings import new_run_id
 from .settle import wait_for_drain
 from .thresholds import run_breaches
 from .vitals import VitalsSampler
+from . import stats_line
 
 log = logging.getLogger("queuestorm")
 
@@ -71,6 +72,7 @@ class Coordinator:
         self.board = WorkerBoard(environment, config) if master else None
         self.sampler = VitalsSampler("master" if master else "locust")
         self._live_table: gevent.Greenlet | None = None
+        self.stats_line: stats_line.StatsLine | None = None
 
     def setup(self) -> None:
         c = self.config
@@ -421,6 +423,7 @@ def _on_test_start(environment, **_):
         state.coordinator.start_load()
         state.coordinator.start_faults()
         state.coordinator.start_sampling()
+        state.coordinator.stats_line = stats_line.start(environment, state.coordinator.ledger)
         if state.config.warmup:
             gevent.spawn_later(state.config.warmup, _end_warmup, environment)
     if not isinstance(runner, MasterRunner):
@@ -454,6 +457,7 @@ def _on_test_stop(environment, **_):
             print(f"queuestorm: error: the loss check could not run: {e}", file=sys.stderr, flush=True)
             environment.process_exit_code = EXIT_CANNOT_RUN
         finally:
+            stats_line.stop(state.coordinator.stats_line)  # its last line, after the check
             state.coordinator.stop_drain()
 
 
