@@ -11,6 +11,7 @@ from .jobs import JobEncoder
 from .ledger import Ledger, ProducerRecorder
 from .options import RunConfig
 from .pacer import Pacer
+from .timing import timed
 from .protocols import make_protocol
 
 log = logging.getLogger("queuestorm")
@@ -95,9 +96,9 @@ class ProducerRuntime:
                 log.warning("ledger flush failed, will retry: %s", e)
 
     def _ping_loop(self) -> None:
-        client = connect(self.load_url, check=False, name=LOAD_CLIENT)
+        client = connect(self.load_url, check=False, single=False, name=LOAD_CLIENT)  # connects at the first ping
         request = self.environment.events.request
         while True:
-            with request.measure(self.protocol.name, "ping"):
+            with timed(request, self.protocol.name, "ping"):
                 client.ping()
             gevent.sleep(PING_SECONDS)

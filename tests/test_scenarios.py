@@ -111,3 +111,22 @@ def test_crossed_thresholds_fail_the_run_naming_threshold_and_value(tmp_path, re
     assert any(r.startswith("achieved rate ") and "< min_rate 1e+06/s" in r for r in reasons), reasons
     assert not any("ping" in r for r in reasons)
     assert read(report)["lost"] == 0
+
+
+def test_heroku_crash_classifies_connection_failures_and_counts_connections(tmp_path, redis_url, r):
+    before = r.config_get("maxclients")["maxclients"]
+    faults = tmp_path / "storm.yaml"
+    faults.write_text("faults:\n  - {kind: maxclients, at: 0, duration: 600, maxclients: 14}\n"
+                      "  - {kind: client-kill, at: 1.5, target: load}\n")
+    report = tmp_path / "v.json"
+    result = locust("--scenario", f"{SCENARIOS}/heroku-crash.yaml", "--users", "16", "--spawn-rate", "16",
+                    "--run-time", "3s", "--connection-limit", "14", "--faults", str(faults), "--report", str(report),
+                    env={"REDIS_URL": redis_url})
+    assert result.returncode == 0, result.stderr[-3000:]
+    doc = read(report)
+    assert doc["lost"] == 0 and doc["enqueued"] > 100
+    assert doc["connection_limit"] == 14 and 0 < doc["connections_peak"]
+    failures = result.stderr[result.stderr.index("Error report"):]
+    assert "connect: max clients: max number of clients reached" in failures
+    assert "enqueue: EOF: " in failures or "enqueue: connection reset: " in failures
+    assert r.config_get("maxclients")["maxclients"] == before
