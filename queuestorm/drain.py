@@ -23,6 +23,7 @@ from .vitals import VitalsSampler
 NETWORK_ERRORS = (redis.ConnectionError, redis.TimeoutError, OSError)
 MAX_BACKOFF = 2.0
 RECORD_RETRY_SECONDS = 30.0
+IDLE_REPORT_SECONDS = 0.2
 REPORT_SECONDS = 1.0
 RECENT_RUN_SECONDS = 120.0
 
@@ -245,12 +246,18 @@ class DrainWorker:
                 self.stop()
 
     def _report_loop(self) -> None:
-        last_at, last_count = time.monotonic(), self.completed
+        """Every REPORT_SECONDS, and soon after the last completion of a burst: a run's check, which waits for
+        completions to stand still for POLL_SECONDS, then reads the drain's final count."""
+        last_at, last_count, published_count = time.monotonic(), self.completed, self.completed
         while True:
-            gevent.sleep(REPORT_SECONDS)
+            gevent.sleep(IDLE_REPORT_SECONDS)
             now = time.monotonic()
-            self._report_rate = (self.completed - last_count) / (now - last_at)
-            last_at, last_count = now, self.completed
+            if now - last_at >= REPORT_SECONDS:
+                self._report_rate = (self.completed - last_count) / (now - last_at)
+                last_at, last_count = now, self.completed
+            elif self.completed == published_count or now - self._last_completion < IDLE_REPORT_SECONDS:
+                continue
+            published_count = self.completed
             self._publish()
 
     def _publish(self, final: bool = False) -> None:

@@ -21,9 +21,10 @@ KINDS = (  # (kind, words in the message), first match wins
 class RedisFailure(Exception):
     """What the Locust statistics record for a failed Redis call: `KIND: message`."""
 
-    def __init__(self, kind: str, message: str):
-        super().__init__(f"{kind}: {message}")
+    def __init__(self, kind: str, error: BaseException):
+        super().__init__(f"{kind}: {str(error) or type(error).__name__}")
         self.kind = kind
+        self.error = error  # the exception as raised
 
     def __repr__(self) -> str:  # Locust keys its failures table on repr()
         return str(self)
@@ -46,4 +47,4 @@ def classify(error: BaseException) -> str:
 def classified(error: BaseException | None) -> RedisFailure | None:
     if error is None or isinstance(error, RedisFailure):
         return error
-    return RedisFailure(classify(error), str(error) or type(error).__name__)
+    return RedisFailure(classify(error), error)

@@ -8,6 +8,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from queuestorm.connection import connect
+from queuestorm.failures import RedisFailure
 from queuestorm.timing import timed
 from queuestorm.wire import DirectConnection
 
@@ -68,9 +69,10 @@ def test_timed_fires_one_event_per_call_and_records_an_exception_as_the_failure(
         pass
     with timed(hook, "list", "enqueue", 10) as failed:
         raise redis.ConnectionError("reset")
-    assert ok.exception is None and isinstance(failed.exception, redis.ConnectionError)
+    assert ok.exception is None and isinstance(failed.exception.error, redis.ConnectionError)
+    assert str(failed.exception) == "connection error: reset"  # classified, as Locust's failures table shows it
     assert [(e["request_type"], e["name"], e["response_length"], type(e["exception"])) for e in hook.events] == [
-        ("list", "enqueue", 10, type(None)), ("list", "enqueue", 10, redis.ConnectionError)]
+        ("list", "enqueue", 10, type(None)), ("list", "enqueue", 10, RedisFailure)]
     assert all(e["response_time"] >= 0 and e["start_time"] > 0 for e in hook.events)
 
 
