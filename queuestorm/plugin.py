@@ -36,8 +36,9 @@ from .runtime import ProducerRuntime
 from .settings import new_run_id
 from .settle import wait_for_drain
 from .thresholds import run_breaches
+from .timeline import Timeline, sum_counts, verdict_summary
 from .vitals import VitalsSampler
-from . import stats_line
+from . import stats_line, webui
 
 log = logging.getLogger("queuestorm")
 
@@ -73,6 +74,7 @@ class Coordinator:
         self.sampler = VitalsSampler("master" if master else "locust")
         self._live_table: gevent.Greenlet | None = None
         self.stats_line: stats_line.StatsLine | None = None
+        self.timeline: Timeline | None = None
 
     def setup(self) -> None:
         c = self.config
@@ -163,6 +165,10 @@ class Coordinator:
         self.sampler.start()
         if self.board is not None:
             self.board.start()
+        self.timeline = Timeline(self.target, self.ledger.client, self.config.run_id, self.protocol,
+                                 self.producer_counts, faults=lambda: self.faults.records if self.faults else [],
+                                 processes=self.processes)
+        self.timeline.start()
         options = self.environment.parsed_options
         if options is not None and getattr(options, "headless", False) and not getattr(options, "only_summary", False):
             self._live_table = gevent.spawn(self._print_live_table)
@@ -184,6 +190,13 @@ class Coordinator:
         except (redis.ConnectionError, redis.TimeoutError) as e:
             log.warning("could not read the drain processes' vitals: %s", e)
         return rows
+
+    def producer_counts(self) -> dict:
+        """Enqueue counts summed over every producing process, as they stand now."""
+        if self.board is not None:
+            return sum_counts([r["counts"] for r in self.board.reports.values()])
+        runtime = self.environment.queuestorm.runtime
+        return sum_counts([runtime.counts()] if runtime is not None and runtime.recorder is not None else [])
 
     def _print_live_table(self) -> None:
         while True:
@@ -214,6 +227,8 @@ class Coordinator:
             log.info("enqueue-only run %s: %d job(s) left on %r; check later with queuestorm check --run-id %s",
                      c.run_id, settled.depth, c.queue, c.run_id)
             self.environment.process_exit_code = EXIT_PASS
+            if self.timeline is not None:
+                self.timeline.finish({"verdict": "unchecked", "reasons": ["--drain off"]}, self.processes())
             return
         log.info("load stopped; waiting up to %.0fs for the drain to finish", c.grace)
         settled = wait_for_drain(self.target, self.protocol, self.ledger, c.grace, ignore_producers=lost_producers)
@@ -247,6 +262,8 @@ class Coordinator:
         print(render(verdict, self.server_note), flush=True)
         if dyno_rows:
             print(render_dyno(verdict.extra["dyno"], passed=verdict.passed), flush=True)
+        if self.timeline is not None:
+            self.timeline.finish(verdict_summary(verdict.to_json()), verdict.extra.get("vitals", []))
         if c.report:
             write_json(verdict, c.report)
         self.environment.process_exit_code = EXIT_PASS if verdict.passed else EXIT_FAILED
@@ -279,7 +296,7 @@ def _add_arguments(parser, **_):
 
 
 @events.init.add_listener
-def _on_init(environment, runner=None, **_):
+def _on_init(environment, runner=None, web_ui=None, **_):
     if getattr(environment, "queuestorm", None) is not None:
         return
     config = RunConfig.from_options(environment.parsed_options)
@@ -304,6 +321,7 @@ def _on_init(environment, runner=None, **_):
     except UsageError as e:
         state.coordinator.shutdown()
         _fail(str(e))
+    webui.install(environment, web_ui)
     board = state.coordinator.board
     if board is not None:
         runner.register_message(REPORT_MESSAGE, board.on_report)
