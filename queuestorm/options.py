@@ -2,7 +2,7 @@
 
 from dataclasses import asdict, dataclass
 
-from . import generator_options, settings, stats_line
+from . import generator_options, plot, settings, stats_line
 from .errors import UsageError
 from .keys import valid_run_id
 from .protocols import protocol_class
@@ -79,6 +79,7 @@ def add_arguments(parser) -> None:
                              "(default: 100)")
     generator_options.add_arguments(parser)
     stats_line.add_arguments(parser)
+    plot.add_arguments(parser)
 
 
 @dataclass

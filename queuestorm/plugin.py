@@ -38,7 +38,7 @@ from .settle import wait_for_drain
 from .thresholds import run_breaches
 from .timeline import Timeline, sum_counts, verdict_summary
 from .vitals import VitalsSampler
-from . import stats_line, webui
+from . import plot, run_charts, stats_line, webui
 
 log = logging.getLogger("queuestorm")
 
@@ -79,6 +79,7 @@ class Coordinator:
     def setup(self) -> None:
         c = self.config
         c.validate()
+        plot.check(getattr(self.environment.parsed_options, "plot", ""))
         c.run_id = c.run_id or new_run_id()
         self.fault_specs = load_faults(c.faults) if c.faults else []
         if not c.redis_url:
@@ -322,6 +323,7 @@ def _on_init(environment, runner=None, web_ui=None, **_):
         state.coordinator.shutdown()
         _fail(str(e))
     webui.install(environment, web_ui)
+    environment.events.quit.add_listener(lambda **_: run_charts.write(environment))  # after Locust's --html
     board = state.coordinator.board
     if board is not None:
         runner.register_message(REPORT_MESSAGE, board.on_report)

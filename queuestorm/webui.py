@@ -95,6 +95,10 @@ def install(environment, web_ui) -> None:
             doc = json.loads(response.get_data())
             doc["extended_stats"] = [{"key": TAB_KEY, "data": process_rows(snapshot(environment))}]
             response.set_data(json.dumps(doc))
+        elif request.path == "/stats/report" and response.mimetype == "text/html":
+            from .html_report import add_section
+
+            response.set_data(add_section(response.get_data(as_text=True), snapshot(environment)))
         elif request.path == "/" and response.mimetype == "text/html":
             page = response.get_data(as_text=True)
             tag = '<script src="./queuestorm/static/tab.js"></script>'
