@@ -69,3 +69,21 @@ def test_queue_tab_draws_the_run_live(tmp_path, redis_url, queue):
             driver.quit()
         proc.terminate()
         proc.communicate(timeout=30)
+
+
+def test_html_report_draws_the_queue_charts_offline(tmp_path, redis_url, queue):
+    from helpers import locust
+
+    html = tmp_path / "run.html"
+    result = locust("--users", "2", "--spawn-rate", "2", "--run-time", "3s", "--rate", "100", "--queue", queue,
+                    "--html", str(html), env={"REDIS_URL": redis_url})
+    assert result.returncode == 0, result.stderr[-3000:]
+    driver = browser()
+    try:
+        driver.get(html.as_uri())
+        wait = WebDriverWait(driver, 15, poll_frequency=0.3)
+        charts = wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#queuestorm-report canvas.qs-chart"))
+        assert len(charts) == 4 and all(drawn(c) >= 3 for c in charts[:2])
+        assert "verdict: PASS" in driver.find_element(By.ID, "qs-verdict").text
+    finally:
+        driver.quit()
