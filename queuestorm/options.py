@@ -11,7 +11,55 @@ from .thresholds import parse_latency_limits
 DRAIN_MODES = ("inline", "external", "users", "off")
 
 
+def _optional_float(text):
+    return None if text in (None, "", "None") else float(text)
+
+
+# What the web UI's start form may change for each test it starts; the other options set up the run's servers and
+# processes once, when Locust starts.
+PER_TEST = {"rate": float, "payload_kb": float, "grace": float, "max_duplicated": int, "max_lost": int,
+            "max_error_ratio": _optional_float, "min_rate": float, "latency_limit": str, "warmup": float,
+            "report": str, "connection_limit": int}
+FIXED_NOTE = " [set when Locust starts: the start form cannot change it]"
+
+
+def _show_in_web_ui(actions) -> None:
+    """Arguments added to a group bypass Locust's add_argument, which marks what its start form shows."""
+    for action in actions:
+        if action.dest == "help" or hasattr(action, "include_in_web_ui"):
+            continue
+        action.include_in_web_ui = True
+        action.is_secret = action.dest in ("redis_url", "ledger_url")  # may carry a password
+        action.is_required = action.is_multiple = False
+        if action.dest not in PER_TEST and action.dest in RunConfig.__dataclass_fields__ and action.help:
+            action.help += FIXED_NOTE
+
+
+def apply_start_form(config: "RunConfig", options) -> list[str]:
+    """Copy into `config` the per-test options as the start form left them; the names that changed."""
+    changed = {}
+    for name, convert in PER_TEST.items():
+        value = getattr(options, name, getattr(config, name))
+        try:
+            value = convert(value) if value is not None else None
+        except ValueError:
+            raise UsageError(f"--{name.replace('_', '-')}: not a valid value: {value!r}") from None
+        if value != getattr(config, name):
+            changed[name] = value
+    old = {name: getattr(config, name) for name in changed}
+    for name, value in changed.items():
+        setattr(config, name, value)
+    try:
+        config.validate()
+    except UsageError:
+        for name, value in old.items():
+            setattr(config, name, value)
+        raise
+    return sorted(changed)
+
+
 def add_arguments(parser) -> None:
+    first = len(parser._actions)
     group = parser.add_argument_group("queuestorm", "Redis job-queue load and loss checking")
     group.add_argument("--redis-url", env_var="REDIS_URL", default="",
                        help="Redis under test, redis:// or rediss:// (rediss://...?ssl_cert_reqs=none for a "
@@ -80,6 +128,7 @@ def add_arguments(parser) -> None:
     generator_options.add_arguments(parser)
     stats_line.add_arguments(parser)
     plot.add_arguments(parser)
+    _show_in_web_ui(parser._actions[first:])
 
 
 @dataclass

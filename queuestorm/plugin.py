@@ -29,7 +29,7 @@ from .proxy import ProxyProcess
 from .scenario import apply_scenario, load_faults, scenario_path
 from .errors import EXIT_CANNOT_RUN, EXIT_FAILED, EXIT_PASS, UsageError
 from .ledger import Ledger
-from .options import RunConfig, add_arguments
+from .options import RunConfig, add_arguments, apply_start_form
 from .protocols import Protocol, make_protocol, require_server_version
 from .report import render, render_processes, write_json
 from .runtime import ProducerRuntime
@@ -440,6 +440,7 @@ def _on_test_start(environment, **_):
     state: _State = environment.queuestorm
     runner = environment.runner
     if state.coordinator is not None:
+        _apply_start_form(environment, state)
         state.coordinator.start_load()
         state.coordinator.start_faults()
         state.coordinator.start_sampling()
@@ -448,6 +449,18 @@ def _on_test_start(environment, **_):
             gevent.spawn_later(state.config.warmup, _end_warmup, environment)
     if not isinstance(runner, MasterRunner):
         state.start_producing()
+
+
+def _apply_start_form(environment, state: "_State") -> None:
+    try:
+        changed = apply_start_form(state.config, environment.parsed_options)
+    except UsageError as e:
+        log.error("start form: %s: this test keeps the previous values", e)
+        return
+    if changed:
+        state.rate_share = state.config.rate
+        log.info("start form: this test runs with %s", ", ".join(f"--{n.replace('_', '-')} {getattr(state.config, n)}"
+                                                                for n in changed))
 
 
 def _end_warmup(environment) -> None:

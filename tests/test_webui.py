@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 import time
+import urllib.parse
 import urllib.request
 
 from queuestorm.jobs import JobRef
@@ -150,3 +151,57 @@ def test_stats_endpoint_serves_the_run_live_and_its_verdict_at_the_end(tmp_path,
     assert rates and all(50 <= rate <= 150 for rate in rates), rates  # --rate 100
     names = {p["name"] for p in final["processes"]}
     assert {"locust", "inline-0"} <= names
+
+
+def test_start_form_shows_every_option_and_its_per_test_values_take_effect(tmp_path, redis_url, queue):
+    """The web UI's start form lists queuestorm's options with their help; a test started from it with --rate 40
+    runs at 40/s."""
+    port = free_port()
+    report = tmp_path / "verdict.json"
+    full_env = dict(os.environ, REDIS_URL=redis_url)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "locust", "-f", os.path.join(ROOT, "locustfiles", "enqueue.py"), "--web-host",
+         "127.0.0.1", "--web-port", str(port), "--queue", queue, "--rate", "500"],
+        cwd=ROOT, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        page = wait_for(lambda: urllib.request.urlopen(base + "/", timeout=5).read().decode(), lambda p: True)
+        args = json.loads(page.split("templateArgs = ", 1)[1].split("\n", 1)[0].rstrip(";"))
+        extra = args["extra_options"]
+        assert extra["rate"]["default_value"] == 500 and "enqueues per second" in extra["rate"]["help_text"]
+        assert extra["drain"]["choices"] == ["inline", "external", "users", "off"]
+        assert extra["redis_url"]["is_secret"] and "start form cannot change it" in extra["redis_url"]["help_text"]
+        assert {"payload_kb", "grace", "max_lost", "faults", "plot"} <= extra.keys()
+        assert args["extended_tabs"] == [{"title": "Queue", "key": "queue"}]
+
+        form = urllib.parse.urlencode({"user_count": 2, "spawn_rate": 2, "host": "", "run_time": "3s",
+                                       "rate": "40", "report": str(report)}).encode()
+        with urllib.request.urlopen(base + "/swarm", data=form, timeout=5) as response:
+            assert json.load(response)["success"]
+        final = wait_for(lambda: get_json(base + "/queuestorm/stats"), lambda d: d["verdict"] is not None)
+        with urllib.request.urlopen(base + "/stats/report", timeout=10) as response:
+            assert b'id="queuestorm-report"' in response.read()  # the web UI's Download Report
+    finally:
+        proc.terminate()
+        output = proc.communicate(timeout=30)[0]
+    assert "start form: this test runs with --rate 40.0" in output, output[-3000:]
+    assert final["verdict"]["verdict"] == "pass"
+    assert 25 <= final["verdict"]["achieved_rate"] <= 50, final["verdict"]
+    assert json.loads(report.read_text())["verdict"] == "pass"
+
+
+def test_a_bad_start_form_value_changes_nothing():
+    from argparse import Namespace
+
+    import pytest
+    from queuestorm.errors import UsageError
+    from queuestorm.options import RunConfig, apply_start_form
+
+    config = RunConfig(rate=10.0)
+    assert apply_start_form(config, Namespace(rate="20", max_error_ratio="", grace="30")) == ["rate"]
+    assert config.rate == 20.0 and config.max_error_ratio is None
+    with pytest.raises(UsageError, match="--max-error-ratio must be between 0 and 1"):
+        apply_start_form(config, Namespace(rate="5", max_error_ratio="2"))
+    assert config.rate == 20.0 and config.max_error_ratio is None
+    with pytest.raises(UsageError, match="--grace: not a valid value: 'soon'"):
+        apply_start_form(config, Namespace(grace="soon"))
