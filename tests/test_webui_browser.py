@@ -47,8 +47,9 @@ def test_queue_tab_draws_the_run_live(tmp_path, redis_url, queue):
         wait_for(lambda: get_json(base + "/queuestorm/stats"), lambda d: len(d["points"]) >= 1, timeout=30)
         driver = browser()
         driver.set_page_load_timeout(20)
-        driver.get(base + "/?tab=queue")
+        driver.get(base + "/")
         wait = WebDriverWait(driver, 25, poll_frequency=0.3)
+        wait.until(lambda d: d.find_element(By.XPATH, "//button[@role='tab'][normalize-space()='Queue']")).click()
         frame = wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "#queuestorm-charts iframe"))
         table_text = driver.find_element(By.CSS_SELECTOR, ".MuiTableContainer-root").text
         driver.switch_to.frame(frame)
