@@ -85,7 +85,11 @@ def install(environment, web_ui) -> None:
     @app.route("/queuestorm/stats")
     @web_ui.auth_required_if_enabled
     def queuestorm_stats():
-        return Response(json.dumps(snapshot(environment)), mimetype="application/json")
+        doc = snapshot(environment)
+        since = request.args.get("since", type=float)
+        if since is not None:  # a poller that has the earlier points asks only for the new ones
+            doc["points"] = [p for p in doc["points"] if p["t"] > since]
+        return Response(json.dumps(doc), mimetype="application/json")
 
     @app.after_request
     def add_queue_rows(response):

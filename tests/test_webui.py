@@ -126,6 +126,8 @@ def test_stats_endpoint_serves_the_run_live_and_its_verdict_at_the_end(tmp_path,
         live = wait_for(lambda: get_json(base + "/queuestorm/stats"),
                         lambda d: len(d["points"]) >= 2 and d["latest"]["completed"] > 0)
         assert live["run_id"] == run_id and live["protocol"] == "list" and live["verdict"] is None
+        newer = get_json(base + f"/queuestorm/stats?since={live['points'][0]['t']}")["points"]
+        assert newer and all(p["t"] > live["points"][0]["t"] for p in newer)
         assert live["state"] in ("spawning", "running")
         tab = get_json(base + "/stats/requests")["extended_stats"]
         assert tab[0]["key"] == "queue" and tab[0]["data"][0]["process"] == "queue (list)"

@@ -83,8 +83,16 @@
   }
 
   function poll(url, root, seconds) {
+    var points = [], run = null;
     function tick() {
-      fetch(url, {cache: "no-store"}).then(function (r) { return r.json(); }).then(function (doc) {
+      var since = points.length ? "?since=" + points[points.length - 1].t : "";
+      fetch(url + since, {cache: "no-store"}).then(function (r) { return r.json(); }).then(function (doc) {
+        if (doc.started_at !== run) {  // a new test: start over, from its first point
+          run = doc.started_at;
+          if (points.length) { points = []; return; }
+        }
+        points = points.concat(doc.points).slice(-3600);
+        doc.points = points;
         render(doc, root);
       }).catch(function () {}).then(function () { setTimeout(tick, seconds * 1000); });
     }
