@@ -102,11 +102,15 @@ def test_a_dyno_worker_reaching_its_backlog_limit_fails_and_stops_the_run(tmp_pa
 
 def test_crossed_thresholds_fail_the_run_naming_threshold_and_value(tmp_path, redis_url, queue):
     report = tmp_path / "v.json"
+    faults = tmp_path / "f.yaml"
+    faults.write_text("faults:\n  - {kind: client-kill, at: 1, target: load}\n")  # a failed enqueue or two
     result = locust("--users", "2", "--spawn-rate", "2", "--run-time", "2s", "--queue", queue, "--rate", "50",
                     "--latency-limit", "enqueue:max=0.0001,ping:p50=100000", "--min-rate", "1000000",
-                    "--report", str(report), env={"REDIS_URL": redis_url})
+                    "--max-error-ratio", "0.0001", "--faults", str(faults), "--report", str(report),
+                    env={"REDIS_URL": redis_url})
     assert result.returncode == 1, result.stderr[-2000:]
     reasons = read(report)["reasons"]
+    assert any(r.startswith("error ratio ") and "> max_error_ratio 0.0001" in r for r in reasons), reasons
     assert any(r.startswith("latency enqueue:max ") and r.endswith("> 0.0001 ms") for r in reasons), reasons
     assert any(r.startswith("achieved rate ") and "< min_rate 1e+06/s" in r for r in reasons), reasons
     assert not any("ping" in r for r in reasons)
