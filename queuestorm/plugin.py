@@ -17,6 +17,7 @@ from locust.runners import MasterRunner, WorkerRunner
 
 from . import drain_reports
 from .check import check_run
+from .cleanup import delete_run
 from .connections import ConnectionSampler
 from .connection import NO_INFO, connect, redact, server_description
 from .distributed import (CONFIG_MESSAGE, HELLO_MESSAGE, RATE_MESSAGE, REPORT_MESSAGE, STOP_MESSAGE, WorkerBoard,
@@ -100,6 +101,11 @@ class Coordinator:
                        ledger_on_target=c.ledger_url in ("", c.redis_url), real_redis=real_redis)
         ledger_client = target if not c.ledger_url else connect(c.ledger_url, role="ledger Redis")
         self.ledger = Ledger(ledger_client, c.run_id)
+        if self.ledger.exists():  # a reused --run-id starts clean: only this run's own keys, by its prefix
+            deleted = delete_run(ledger_client, c.run_id)
+            if ledger_client is not target:
+                deleted += delete_run(target, c.run_id)
+            log.warning("run id %s existed: its %d key(s) were deleted before the test", c.run_id, deleted)
         self.ledger.create_run({"protocol": c.protocol, "queue": c.queue, "target": redact(c.redis_url),
                                 "rate": c.rate, "payload_kb": c.payload_kb})
         log.info("run id %s: %s on %s, queue %r (check later: queuestorm check --run-id %s)",

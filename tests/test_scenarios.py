@@ -134,3 +134,18 @@ def test_heroku_crash_classifies_connection_failures_and_counts_connections(tmp_
     assert "connect: max clients: max number of clients reached" in failures
     assert "enqueue: EOF: " in failures or "enqueue: connection reset: " in failures
     assert r.config_get("maxclients")["maxclients"] == before
+
+
+def test_a_reused_run_id_starts_clean_deleting_only_that_runs_keys(tmp_path, redis_url, r, run_id):
+    args = ("--scenario", f"{SCENARIOS}/dyno-concurrency.yaml", "--users", "2", "--spawn-rate", "2", "--run-time",
+            "1s", "--rate", "100", "--warmup", "0", "--run-id", run_id)
+    r.set("someone-elses-key", "kept")
+    r.set(f"queuestorm:{{{run_id}-other}}:meta", "kept")
+    first = locust(*args, "--report", str(tmp_path / "1.json"), env={"REDIS_URL": redis_url})
+    assert first.returncode == 0, first.stderr[-2000:]
+    second = locust(*args, "--report", str(tmp_path / "2.json"), env={"REDIS_URL": redis_url})
+    assert second.returncode == 0, second.stderr[-2000:]
+    assert f"run id {run_id} existed" in second.stderr
+    sent = read(tmp_path / "2.json")["dyno"]["messaging"]["tasks_sent"]
+    assert read(tmp_path / "2.json")["enqueued"] == sent  # not the sum of both runs
+    assert r.get("someone-elses-key") == b"kept" and r.get(f"queuestorm:{{{run_id}-other}}:meta") == b"kept"
