@@ -274,7 +274,9 @@ def default_user_classes(names: list[str]) -> None:
 @events.init_command_line_parser.add_listener
 def _add_arguments(parser, **_):
     add_arguments(parser)
-    if _default_user_classes and not os.environ.get("LOCUST_USER_CLASSES"):
+    worker = "--worker" in sys.argv or os.environ.get("LOCUST_MODE_WORKER", "").lower() in ("1", "true")
+    if _default_user_classes and not os.environ.get("LOCUST_USER_CLASSES") and not worker:
+        # a worker keeps every class of the locustfile: the master (its scenario) says which ones run
         parser.set_defaults(user_classes=list(_default_user_classes))
     path = scenario_path(sys.argv[1:])
     if path:
