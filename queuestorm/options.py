@@ -120,6 +120,8 @@ def add_arguments(parser) -> None:
                         help="per event name, e.g. 'enqueue:p95=50,task:p99=200' (ms; p50 p90 p95 p99 p999 max)")
     group.add_argument("--connection-limit", env_var="QS_CONNECTION_LIMIT", type=int, default=0,
                        help="the Redis plan's connection limit, reported beside the peak connections in use")
+    group.add_argument("--tasks-per-second", env_var="QS_TASKS_PER_SECOND", type=float, default=0.0,
+                       help="dyno workers: tasks/s each Locust process (each dyno) sends; 0 = its share of --rate")
     group.add_argument("--max-flats", env_var="QS_MAX_FLATS", type=int, default=100,
                        help="dyno workers: items kept in each worker's list of flats (default: 100)")
     limits.add_argument("--backlog-limit", env_var="QS_BACKLOG_LIMIT", type=int, default=100,
@@ -161,6 +163,7 @@ class RunConfig:
     latency_limit: str = ""
     backlog_limit: int = 100
     max_flats: int = 100
+    tasks_per_second: float = 0.0
     connection_limit: int = 0
     load_url: str = ""  # set by the run, not an option: the latency proxy's URL when there is one
 
@@ -185,6 +188,7 @@ class RunConfig:
             raise UsageError(f"--drain {self.drain!r} is not one of {', '.join(DRAIN_MODES)}")
         for name, low in (("rate", 0), ("payload_kb", 0), ("grace", 0), ("max_duplicated", 0), ("work_ms", 0),
                           ("drain_concurrency", 1), ("drain_processes", 1), ("max_flats", 1), ("connection_limit", 0),
+                          ("tasks_per_second", 0),
                           ("visibility_timeout", 0.1), ("latency_ms", 0), ("jitter_ms", 0)):
             if getattr(self, name) < low:
                 raise UsageError(f"--{name.replace('_', '-')} must be at least {low}, got {getattr(self, name)}")

@@ -17,6 +17,7 @@ from locust.runners import MasterRunner, WorkerRunner
 
 from . import drain_reports
 from .check import check_run
+from .cleanup import delete_run
 from .connections import ConnectionSampler
 from .connection import NO_INFO, connect, redact, server_description
 from .distributed import (CONFIG_MESSAGE, HELLO_MESSAGE, RATE_MESSAGE, REPORT_MESSAGE, STOP_MESSAGE, WorkerBoard,
@@ -103,6 +104,11 @@ class Coordinator:
                        ledger_on_target=c.ledger_url in ("", c.redis_url), real_redis=real_redis)
         ledger_client = target if not c.ledger_url else connect(c.ledger_url, role="ledger Redis")
         self.ledger = Ledger(ledger_client, c.run_id)
+        if self.ledger.exists():  # a reused --run-id starts clean: only this run's own keys, by its prefix
+            deleted = delete_run(ledger_client, c.run_id)
+            if ledger_client is not target:
+                deleted += delete_run(target, c.run_id)
+            log.warning("run id %s existed: its %d key(s) were deleted before the test", c.run_id, deleted)
         self.ledger.create_run({"protocol": c.protocol, "queue": c.queue, "target": redact(c.redis_url),
                                 "rate": c.rate, "payload_kb": c.payload_kb})
         log.info("run id %s: %s on %s, queue %r (check later: queuestorm check --run-id %s)",
@@ -286,7 +292,9 @@ def default_user_classes(names: list[str]) -> None:
 @events.init_command_line_parser.add_listener
 def _add_arguments(parser, **_):
     add_arguments(parser)
-    if _default_user_classes and not os.environ.get("LOCUST_USER_CLASSES"):
+    worker = "--worker" in sys.argv or os.environ.get("LOCUST_MODE_WORKER", "").lower() in ("1", "true")
+    if _default_user_classes and not os.environ.get("LOCUST_USER_CLASSES") and not worker:
+        # a worker keeps every class of the locustfile: the master (its scenario) says which ones run
         parser.set_defaults(user_classes=list(_default_user_classes))
     path = scenario_path(sys.argv[1:])
     if path:
