@@ -20,7 +20,7 @@ def _optional_float(text):
 PER_TEST = {"rate": float, "payload_kb": float, "grace": float, "max_duplicated": int, "max_lost": int,
             "max_error_ratio": _optional_float, "min_rate": float, "latency_limit": str, "warmup": float,
             "report": str, "connection_limit": int}
-FIXED_NOTE = " [set when Locust starts: the start form cannot change it]"
+FIXED_NOTE = " [fixed at startup]"
 
 
 def _show_in_web_ui(actions) -> None:
