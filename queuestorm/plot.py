@@ -44,7 +44,7 @@ PANELS = [
     ("Queue depth (jobs)", [("depth", "depth", "#1f77b4")]),
     ("End-to-end latency (ms)", [("p50", "e2e_ms.p50", "#17becf"), ("p95", "e2e_ms.p95", "#ff7f0e"),
                                  ("p99", "e2e_ms.p99", "#d62728")]),
-    ("Loss counters (jobs)", [("unaccounted", "unaccounted", "#d62728"), ("duplicated", "duplicated", "#8c564b"),
+    ("Loss counters (jobs)", [("lost (at the check)", "lost", "#e377c2"), ("unaccounted", "unaccounted", "#d62728"), ("duplicated", "duplicated", "#8c564b"),
                               ("maybe enqueued", "maybe_enqueued", "#7f7f7f")]),
 ]
 
@@ -60,7 +60,8 @@ def draw(snapshot: dict, path: str) -> None:
     fig, axes = plt.subplots(len(PANELS), 1, sharex=True, figsize=(WIDTH / DPI, HEIGHT / DPI), dpi=DPI)
     for ax, (title, series) in zip(axes, PANELS):
         for label, key, color in series:
-            ax.plot(t, _series(points, key), label=label, color=color, linewidth=1.6)
+            ax.plot(t, _series(points, key), label=label, color=color, linewidth=1.6,
+                    marker="o" if key == "lost" else None)
         ax.set_title(title, fontsize=10, loc="left")
         ax.grid(True, alpha=0.3)
         ax.set_ylim(bottom=0)

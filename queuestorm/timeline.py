@@ -124,6 +124,8 @@ class Timeline:
             log.debug("last timeline point skipped: %s", e)
         self.processes = processes
         self.verdict = verdict
+        if self.points and verdict.get("lost") is not None:
+            self.points[-1]["lost"] = verdict["lost"]  # known only now: the chart shows it as a dot at the end
 
     def snapshot(self, state: str = "", processes: list[dict] | None = None) -> dict:
         """What /queuestorm/stats serves."""

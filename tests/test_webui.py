@@ -62,6 +62,7 @@ def test_points_carry_depth_rates_completions_duplicates_and_latency(r, run_id, 
     doc = timeline.snapshot(state="stopped")
     assert [p["t"] for p in doc["points"]] == [2, 6, 7, 7]
     assert doc["verdict"]["lost"] == 30 and doc["faults"] == faults and doc["latest"] == doc["points"][-1]
+    assert doc["latest"]["lost"] == 30 and all("lost" not in p for p in doc["points"][:-1])
     json.dumps(doc)
 
 
@@ -148,7 +149,7 @@ def test_stats_endpoint_serves_the_run_live_and_its_verdict_at_the_end(tmp_path,
         assert shown[key] == verdict[key], key
     last = final["points"][-1]
     assert last["enqueued"] == verdict["enqueued"] and last["completed"] == verdict["completed"]
-    assert last["depth"] == 0 and last["duplicated"] == 0 and last["unaccounted"] == 0
+    assert last["depth"] == 0 and last["duplicated"] == 0 and last["unaccounted"] == 0 and last["lost"] == 0
     rates = [p["enqueue_rate"] for p in final["points"][1:] if p["t"] <= 3]  # while the 4 s load ran
     assert rates and all(50 <= rate <= 150 for rate in rates), rates  # --rate 100
     names = {p["name"] for p in final["processes"]}

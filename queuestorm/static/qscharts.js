@@ -94,15 +94,19 @@
     });
 
     ctx.lineWidth = 2;
+    function missing(p) { return !p || p[1] === null || p[1] === undefined || isNaN(p[1]); }
     series.forEach(function (s) {
-      ctx.strokeStyle = s.color;
+      ctx.strokeStyle = ctx.fillStyle = s.color;
       ctx.beginPath();
       var pen = false;
-      s.points.forEach(function (p) {
-        if (p[1] === null || p[1] === undefined || isNaN(p[1])) { pen = false; return; }
+      s.points.forEach(function (p, i) {
+        if (missing(p)) { pen = false; return; }
         drawn++;
         if (pen) ctx.lineTo(X(p[0]), Y(p[1])); else ctx.moveTo(X(p[0]), Y(p[1]));
         pen = true;
+        if (missing(s.points[i - 1]) && missing(s.points[i + 1])) {  // a lone value: a dot
+          ctx.fillRect(X(p[0]) - 3, Y(p[1]) - 3, 6, 6);
+        }
       });
       ctx.stroke();
     });

@@ -7,8 +7,9 @@
      series: [["enqueue", "enqueue_rate", "#2ca02c"], ["drain", "drain_rate", "#9467bd"]]},
     {id: "qs-e2e", title: "End-to-end latency", unit: "ms",
      series: [["p50", "e2e_ms.p50", "#17becf"], ["p95", "e2e_ms.p95", "#ff7f0e"], ["p99", "e2e_ms.p99", "#d62728"]]},
-    {id: "qs-loss", title: "Unaccounted / duplicated / maybe-enqueued", unit: "jobs",
-     series: [["unaccounted", "unaccounted", "#d62728"], ["duplicated", "duplicated", "#8c564b"],
+    {id: "qs-loss", title: "Loss counters", unit: "jobs",
+     series: [["lost", "lost", "#e377c2"], ["unaccounted", "unaccounted", "#d62728"],
+              ["duplicated", "duplicated", "#8c564b"],
               ["maybe enqueued", "maybe_enqueued", "#7f7f7f"]]}
   ];
 
