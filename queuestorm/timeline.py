@@ -1,8 +1,8 @@
 """The run over time, sampled once a second on the standalone or master process, for the web UI, the HTML report and
 --plot.
 
-A point costs four round trips to Redis: the queue's depth, the completions counter with the e2e histogram, the
-producer count, and one BITCOUNT per producer of its completed bitmap (counted on the server: nothing large comes
+A point costs three round trips to Redis: the queue's depth, the e2e histogram with the producer count, and per
+producer a BITCOUNT of its completed bitmap and an HLEN of its duplicates (counted on the server: nothing large comes
 back). Points are kept in a bounded deque; the figures are documented in docs/webui.md.
 """
 
@@ -77,23 +77,23 @@ class Timeline:
         now = self.clock()
         depth = self.protocol.depth(self.target)
         pipe = self.ledger.pipeline(transaction=False)
-        pipe.get(self.keys.completions)
         pipe.hgetall(self.keys.e2e)
         pipe.get(self.keys.producer_counter)
-        completions, raw_histogram, producers = pipe.execute()
+        raw_histogram, producers = pipe.execute()
         producers = int(producers or 0)
-        distinct = 0
+        distinct = duplicated = 0
         if producers:
             pipe = self.ledger.pipeline(transaction=False)
             for pid in range(1, producers + 1):
                 pipe.bitcount(self.keys.completed(pid))
-            distinct = sum(pipe.execute())
+                pipe.hlen(self.keys.duplicates(pid))
+            replies = pipe.execute()
+            distinct, duplicated = sum(replies[0::2]), sum(replies[1::2])
         histogram = {int(k): int(v) for k, v in raw_histogram.items()}
         window = {b: n - self._last_histogram.get(b, 0) for b, n in histogram.items()
                   if n > self._last_histogram.get(b, 0)}
         self._last_histogram = histogram
         counts = self.counts()
-        completions = int(completions or 0)
         point = {
             "t": round(now - self.started, 2),
             "depth": depth,
@@ -102,7 +102,7 @@ class Timeline:
             "failures": counts["failures"],
             "dropped": counts["dropped"],
             "completed": distinct,
-            "duplicated": max(0, completions - distinct),
+            "duplicated": duplicated,
             # neither queued nor completed yet: in a drain's hands, or lost (the check at the end tells which)
             "unaccounted": max(0, counts["enqueued"] - distinct - depth),
             "e2e_ms": percentiles(window),
