@@ -4,9 +4,10 @@ from ..errors import UsageError
 from .base import Delivery, Protocol
 from .list import ListProtocol
 from .reliable import ReliableProtocol
+from .rq import RQProtocol
 from .stream import StreamProtocol
 
-PROTOCOLS: dict[str, type[Protocol]] = {cls.name: cls for cls in (ListProtocol, ReliableProtocol, StreamProtocol)}
+PROTOCOLS: dict[str, type[Protocol]] = {cls.name: cls for cls in (ListProtocol, ReliableProtocol, StreamProtocol, RQProtocol)}
 
 
 def protocol_class(name: str) -> type[Protocol]:

@@ -1,0 +1,68 @@
+"""RQ both ways against the real rq package: queuestorm enqueues, a real SimpleWorker runs the jobs (its success
+callback records completions); rq's Queue.enqueue produces, `queuestorm drain --protocol rq` works."""
+
+import json
+
+import pytest
+
+from queuestorm.jobs import JobEncoder
+from queuestorm.ledger import Ledger
+from queuestorm.protocols import make_protocol
+
+from helpers import queuestorm
+
+rq = pytest.importorskip("rq")
+
+JOBS = 300
+
+
+def producer_for(r, run_id, queue):
+    ledger = Ledger(r, run_id)
+    ledger.create_run({"protocol": "rq", "queue": queue})
+    producer = ledger.register_producer()
+    return producer, JobEncoder(run_id, producer.producer_id, 10)
+
+
+def check(redis_url, run_id, tmp_path):
+    report = tmp_path / f"{run_id}.json"
+    result = queuestorm("check", "--run-id", run_id, "--ledger-url", redis_url, "--json", str(report))
+    with open(report) as f:
+        return result.returncode, json.load(f)
+
+
+def test_a_real_rq_worker_runs_queuestorm_jobs(r, redis_url, queue, run_id, tmp_path):
+    protocol = make_protocol("rq", queue)
+    producer, encoder = producer_for(r, run_id, queue)
+    for _ in range(JOBS):
+        seq = producer.next_seq()
+        protocol.enqueue(r, encoder.encode(seq))
+        producer.enqueued(seq)
+    producer.close()
+    rq_queue = rq.Queue(queue, connection=r)
+    assert rq_queue.count == JOBS
+    worker = rq.SimpleWorker([rq_queue], connection=r)
+    assert worker.work(burst=True)
+    assert rq_queue.count == 0 and rq_queue.finished_job_registry.count == JOBS
+    code, doc = check(redis_url, run_id, tmp_path)
+    assert code == 0 and (doc["completed"], doc["lost"], doc["duplicated"]) == (JOBS, 0, 0)
+
+
+def test_queuestorm_drains_jobs_rq_enqueued(r, redis_url, queue, run_id, tmp_path):
+    from queuestorm.hooks.rq import work
+
+    rq_queue = rq.Queue(queue, connection=r)
+    producer, encoder = producer_for(r, run_id, queue)
+    jobs = []
+    for _ in range(JOBS):
+        seq = producer.next_seq()
+        jobs.append(rq_queue.enqueue(work, encoder.encode(seq).decode()))
+        producer.enqueued(seq)
+    producer.close()
+    result = queuestorm("drain", "--redis-url", redis_url, "--protocol", "rq", "--queue", queue, "--until-empty",
+                        "--block", "0.3", "--concurrency", "4", timeout=60)
+    assert result.returncode == 0, result.stderr
+    code, doc = check(redis_url, run_id, tmp_path)
+    assert code == 0 and (doc["completed"], doc["lost"], doc["duplicated"]) == (JOBS, 0, 0)
+    assert rq_queue.count == 0 and rq_queue.finished_job_registry.count == JOBS
+    assert {job.get_status(refresh=True) for job in jobs} == {"finished"}
+    assert r.llen(f"rq:queue:{queue}:intermediate") == 0 and r.zcard(f"rq:wip:{queue}") == 0
