@@ -5,9 +5,12 @@ from .base import Delivery, Protocol
 from .list import ListProtocol
 from .reliable import ReliableProtocol
 from .rq import RQProtocol
+from .sidekiq import GoWorkers2Protocol, SidekiqProtocol
 from .stream import StreamProtocol
 
-PROTOCOLS: dict[str, type[Protocol]] = {cls.name: cls for cls in (ListProtocol, ReliableProtocol, StreamProtocol, RQProtocol)}
+PROTOCOLS: dict[str, type[Protocol]] = {cls.name: cls for cls in (
+    ListProtocol, ReliableProtocol, StreamProtocol, RQProtocol, SidekiqProtocol, GoWorkers2Protocol,
+)}
 
 
 def protocol_class(name: str) -> type[Protocol]:
