@@ -11,6 +11,13 @@ from ..ledger import CompletionRecorder
 _recorders: dict[str, CompletionRecorder] = {}
 
 
+def simulate_work() -> None:
+    """What queuestorm's job does in a real worker: sleep $QS_WORK_MS milliseconds (default 0)."""
+    work_ms = float(os.environ.get("QS_WORK_MS", "0") or 0)
+    if work_ms:
+        time.sleep(work_ms / 1000)
+
+
 def record_completion(body: bytes | str, fallback_url: str | None = None, client: redis.Redis | None = None) -> bool:
     """Record one completed job in the ledger at $QS_LEDGER_URL (else `client`, else `fallback_url`); False when the
     body is not a queuestorm job."""

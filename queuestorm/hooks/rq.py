@@ -6,17 +6,11 @@ importable (`pip install queuestorm`). To count your own jobs, add to their enqu
 The ledger is $QS_LEDGER_URL when set, else the worker's own Redis.
 """
 
-import os
-import time
-
-from . import record_completion
+from . import record_completion, simulate_work
 
 
 def work(marker: str) -> None:
-    """The job queuestorm enqueues: sleeps $QS_WORK_MS milliseconds (default 0)."""
-    work_ms = float(os.environ.get("QS_WORK_MS", "0") or 0)
-    if work_ms:
-        time.sleep(work_ms / 1000)
+    simulate_work()
 
 
 def on_success(job, connection, result, *args, **kwargs) -> None:

@@ -2,6 +2,7 @@
 
 from ..errors import UsageError
 from .base import Delivery, Protocol
+from .celery import CeleryProtocol
 from .list import ListProtocol
 from .reliable import ReliableProtocol
 from .rq import RQProtocol
@@ -9,7 +10,7 @@ from .sidekiq import GoWorkers2Protocol, SidekiqProtocol
 from .stream import StreamProtocol
 
 PROTOCOLS: dict[str, type[Protocol]] = {cls.name: cls for cls in (
-    ListProtocol, ReliableProtocol, StreamProtocol, RQProtocol, SidekiqProtocol, GoWorkers2Protocol,
+    ListProtocol, ReliableProtocol, StreamProtocol, RQProtocol, SidekiqProtocol, GoWorkers2Protocol, CeleryProtocol,
 )}
 
 
