@@ -2,6 +2,7 @@
 
 from ..errors import UsageError
 from .base import Delivery, Protocol
+from .bullmq import BullMQProtocol
 from .celery import CeleryProtocol
 from .list import ListProtocol
 from .reliable import ReliableProtocol
@@ -11,6 +12,7 @@ from .stream import StreamProtocol
 
 PROTOCOLS: dict[str, type[Protocol]] = {cls.name: cls for cls in (
     ListProtocol, ReliableProtocol, StreamProtocol, RQProtocol, SidekiqProtocol, GoWorkers2Protocol, CeleryProtocol,
+    BullMQProtocol,
 )}
 
 
