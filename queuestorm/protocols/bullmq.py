@@ -62,6 +62,7 @@ class BullMQProtocol(Protocol):
         super().__init__(queue, consumer_id, visibility_timeout)
         self.base = f"{PREFIX}:{queue}:"
         self.lock_ms = int(visibility_timeout * 1000)
+        self._commands, self._msgpack = _bullmq()
         self._scripts: dict = {}
         self._held: dict[bytes, str] = {}  # job id -> lock token, for extendLocks
 
@@ -73,9 +74,8 @@ class BullMQProtocol(Protocol):
 
     def _script(self, client: redis.Redis, name: str):
         if not self._scripts:
-            commands, self._msgpack = _bullmq()
             for script in SCRIPTS:
-                path = next(commands.glob(f"{script}-*.lua"))
+                path = next(self._commands.glob(f"{script}-*.lua"))
                 self._scripts[script] = client.register_script(path.read_text())
         return self._scripts[name]
 

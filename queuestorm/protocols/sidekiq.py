@@ -21,6 +21,7 @@ import time
 
 import redis
 
+from ..errors import UsageError
 from .base import Delivery, Protocol
 
 JOB_CLASS = "QueuestormJob"
@@ -57,6 +58,8 @@ class SidekiqProtocol(Protocol):
     def __init__(self, queue: str, consumer_id: str | None = None, visibility_timeout: float = 30.0):
         super().__init__(queue, consumer_id, visibility_timeout)
         self.queues = [name for name in queue.split(",") if name]
+        if not self.queues:
+            raise UsageError(f"--queue {queue!r} names no queue (comma-separated Sidekiq queue names)")
         self.keys = [f"queue:{name}" for name in self.queues]
 
     def enqueue(self, client: redis.Redis, body: bytes) -> None:
