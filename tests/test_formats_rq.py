@@ -1,7 +1,12 @@
 """RQ both ways against the real rq package: queuestorm enqueues, a real SimpleWorker runs the jobs (its success
-callback records completions); rq's Queue.enqueue produces, `queuestorm drain --protocol rq` works."""
+callback records completions); rq's Queue.enqueue produces, `queuestorm drain --protocol rq` works; a killed
+worker's jobs are failed at their deadline, as RQ's started-registry cleanup does."""
 
 import json
+import signal
+import subprocess
+import sys
+import time
 
 import pytest
 
@@ -9,7 +14,7 @@ from queuestorm.jobs import JobEncoder
 from queuestorm.ledger import Ledger
 from queuestorm.protocols import make_protocol
 
-from helpers import queuestorm
+from helpers import ROOT, queuestorm
 
 rq = pytest.importorskip("rq")
 
@@ -66,3 +71,34 @@ def test_queuestorm_drains_jobs_rq_enqueued(r, redis_url, queue, run_id, tmp_pat
     assert rq_queue.count == 0 and rq_queue.finished_job_registry.count == JOBS
     assert {job.get_status(refresh=True) for job in jobs} == {"finished"}
     assert r.llen(f"rq:queue:{queue}:intermediate") == 0 and r.zcard(f"rq:wip:{queue}") == 0
+
+
+def test_a_killed_drain_s_jobs_are_failed_at_their_deadline_as_rq_does(r, redis_url, queue, run_id, tmp_path):
+    protocol = make_protocol("rq", queue)
+    producer, encoder = producer_for(r, run_id, queue)
+    for _ in range(30):
+        seq = producer.next_seq()
+        protocol.enqueue(r, encoder.encode(seq))
+        producer.enqueued(seq)
+    producer.close()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "queuestorm", "drain", "--redis-url", redis_url, "--protocol", "rq", "--queue", queue,
+         "--concurrency", "5", "--work-ms", "5000", "--block", "0.3"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT)
+    deadline = time.monotonic() + 20
+    while r.zcard(f"rq:wip:{queue}") < 5 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    rq_queue = rq.Queue(queue, connection=r)
+    held = [execution.rsplit(b":", 1)[0].decode() for execution in r.zrange(f"rq:wip:{queue}", 0, -1)]
+    assert len(held) == 5 and {rq.job.Job.fetch(i, connection=r).get_status() for i in held} == {"started"}
+    result = queuestorm("drain", "--redis-url", redis_url, "--protocol", "rq", "--queue", queue, "--until-empty",
+                        "--block", "0.3", timeout=60)
+    assert result.returncode == 0, result.stderr
+    r.zadd(f"rq:wip:{queue}", {execution: 0 for execution in r.zrange(f"rq:wip:{queue}", 0, -1)})  # deadline passed
+    protocol.recover_abandoned(r)
+    assert sorted(rq_queue.failed_job_registry.get_job_ids()) == sorted(held)
+    assert {rq.job.Job.fetch(i, connection=r).get_status() for i in held} == {"failed"}
+    code, doc = check(redis_url, run_id, tmp_path)
+    assert code == 1 and (doc["completed"], doc["lost"], doc["duplicated"]) == (25, 5, 0)

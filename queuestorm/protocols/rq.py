@@ -140,8 +140,8 @@ class RQProtocol(Protocol):
         return 0  # failed, not returned to the queue
 
     def depth(self, client: redis.Redis) -> int:
+        """Queued and being picked up; not rq:wip:Q, where a dead worker's jobs wait for their deadline to fail."""
         pipe = client.pipeline(transaction=False)
         pipe.llen(self.queue_key)
         pipe.llen(self.intermediate)
-        pipe.zcard(self.wip)
         return sum(pipe.execute())
