@@ -53,7 +53,6 @@ def marker_of(job: bytes) -> bytes | None:
 
 class SidekiqProtocol(Protocol):
     name = "sidekiq"
-    go_workers = False
 
     def __init__(self, queue: str, consumer_id: str | None = None, visibility_timeout: float = 30.0):
         super().__init__(queue, consumer_id, visibility_timeout)
@@ -65,7 +64,7 @@ class SidekiqProtocol(Protocol):
     def enqueue(self, client: redis.Redis, body: bytes) -> None:
         pipe = client.pipeline(transaction=False)
         pipe.sadd("queues", self.queues[0])
-        pipe.lpush(self.keys[0], job_json(self.queues[0], body, time.time(), self.go_workers))
+        pipe.lpush(self.keys[0], job_json(self.queues[0], body, time.time()))
         pipe.execute()
 
     def _delivery(self, key: bytes, job: bytes) -> Delivery:
@@ -92,8 +91,12 @@ class SidekiqProtocol(Protocol):
 
 class GoWorkers2Protocol(SidekiqProtocol):
     name = "go-workers2"
-    go_workers = True
     needs_ack = True
+
+    def enqueue(self, client: redis.Redis, body: bytes) -> None:
+        """go-workers2's Producer: SADD, then LPUSH, two round trips."""
+        client.sadd("queues", self.queues[0])
+        client.lpush(self.keys[0], job_json(self.queues[0], body, time.time(), go_workers=True))
 
     def inprogress(self, key: bytes | str) -> str:
         key = key.decode() if isinstance(key, bytes) else key
