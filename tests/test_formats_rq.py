@@ -102,3 +102,17 @@ def test_a_killed_drain_s_jobs_are_failed_at_their_deadline_as_rq_does(r, redis_
     assert {rq.job.Job.fetch(i, connection=r).get_status() for i in held} == {"failed"}
     code, doc = check(redis_url, run_id, tmp_path)
     assert code == 1 and (doc["completed"], doc["lost"], doc["duplicated"]) == (25, 5, 0)
+
+
+def test_a_job_stuck_in_the_intermediate_list_fails_after_a_minute_as_rq_does(r, queue, run_id):
+    protocol = make_protocol("rq", queue)
+    producer, encoder = producer_for(r, run_id, queue)
+    protocol.enqueue(r, encoder.encode(producer.next_seq()))
+    job_id = r.lmove(f"rq:queue:{queue}", f"rq:queue:{queue}:intermediate")  # a fetch whose reply was lost
+    r.rpush(f"rq:queue:{queue}:intermediate", "gone")  # a job hash that no longer exists
+    protocol.recover_abandoned(r)  # first sighting
+    assert r.lrange(f"rq:queue:{queue}:intermediate", 0, -1) == [job_id]
+    r.set(f"rq:queue:{queue}:intermediate:first_seen:{job_id.decode()}", time.time() - 61)
+    protocol.recover_abandoned(r)
+    assert r.llen(f"rq:queue:{queue}:intermediate") == 0
+    assert rq.Queue(queue, connection=r).failed_job_registry.get_job_ids() == [job_id.decode()]

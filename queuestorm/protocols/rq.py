@@ -9,8 +9,8 @@ which records the completion in the ledger.
 Drain, like rq.Worker: BLMOVE rq:queue:Q -> rq:queue:Q:intermediate (LEFT RIGHT); the job hash becomes `started`,
 ZADD rq:wip:Q <id>:<execution> (score: the deadline) and LREM from the intermediate list, in one MULTI. On ack: status
 `finished`, ZREM rq:wip:Q, ZADD rq:finished:Q, EXPIRE the hash after result_ttl. Crash recovery as RQ has it: a job
-whose worker died stays in rq:wip:Q until its deadline, then goes to rq:failed:Q (RQ's StartedJobRegistry cleanup):
-from queuestorm's point of view, lost.
+whose worker died stays in rq:wip:Q until its deadline, and one whose BLMOVE reply was lost stays in the intermediate
+list; both then go to rq:failed:Q (RQ's registry and intermediate-queue cleanups): to queuestorm, lost.
 """
 
 import pickle
@@ -128,16 +128,28 @@ class RQProtocol(Protocol):
             pipe.execute()
 
     def recover_abandoned(self, client: redis.Redis) -> int:
-        """RQ's StartedJobRegistry.cleanup: executions past their deadline are failed, not retried."""
+        """RQ's maintenance: executions past their deadline (StartedJobRegistry.cleanup) and jobs stuck in the
+        intermediate list for over a minute since first seen there (IntermediateQueue.cleanup) are failed, not
+        retried. Returns 0: nothing goes back to the queue."""
         now = time.time()
         for execution in client.zrangebyscore(self.wip, "-inf", now):
-            job_id = execution.rsplit(b":", 1)[0]
-            pipe = client.pipeline(transaction=True)
-            pipe.zrem(self.wip, execution)
-            pipe.hset(b"rq:job:" + job_id, mapping={"status": "failed", "ended_at": utcformat(now)})
-            pipe.zadd(self.failed, {job_id: now + FAILURE_TTL})
-            pipe.execute()
-        return 0  # failed, not returned to the queue
+            self._fail(client, execution.rsplit(b":", 1)[0], now, self.wip, execution)
+        for job_id in client.lrange(self.intermediate, 0, -1):
+            seen_key = f"{self.intermediate}:first_seen:{job_id.decode()}"
+            if not client.exists(b"rq:job:" + job_id):
+                client.lrem(self.intermediate, 1, job_id)
+            elif not client.set(seen_key, now, nx=True, ex=86400) and now - float(client.get(seen_key) or now) > 60:
+                self._fail(client, job_id, now)
+        return 0
+
+    def _fail(self, client: redis.Redis, job_id: bytes, now: float, wip: str | None = None, execution=None) -> None:
+        pipe = client.pipeline(transaction=True)
+        if wip is not None:
+            pipe.zrem(wip, execution)
+        pipe.lrem(self.intermediate, 1, job_id)
+        pipe.hset(b"rq:job:" + job_id, mapping={"status": "failed", "ended_at": utcformat(now)})
+        pipe.zadd(self.failed, {job_id: now + FAILURE_TTL})
+        pipe.execute()
 
     def depth(self, client: redis.Redis) -> int:
         """Queued and being picked up; not rq:wip:Q, where a dead worker's jobs wait for their deadline to fail."""
