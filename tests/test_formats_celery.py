@@ -3,7 +3,6 @@
 works; and kombu's visibility-timeout redelivery of what a killed drain held."""
 
 import json
-import os
 import signal
 import subprocess
 import sys

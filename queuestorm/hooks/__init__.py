@@ -19,7 +19,7 @@ def simulate_work() -> None:
 
 
 def record_completion(body: bytes | str, fallback_url: str | None = None, client: redis.Redis | None = None) -> bool:
-    """Record one completed job in the ledger at $QS_LEDGER_URL (else `client`, else `fallback_url`); False when the
+    """Record one completed job in the ledger at $QS_LEDGER_URL (else `fallback_url`, else `client`); False when the
     body is not a queuestorm job."""
     if isinstance(body, str):
         body = body.encode()
@@ -27,6 +27,8 @@ def record_completion(body: bytes | str, fallback_url: str | None = None, client
     if job is None:
         return False
     url = os.environ.get("QS_LEDGER_URL") or fallback_url
+    if url is None and client is None:
+        raise ValueError("queuestorm hook: set QS_LEDGER_URL to the ledger's Redis URL")
     key = url or f"client-{id(client)}"
     recorder = _recorders.get(key)
     if recorder is None:

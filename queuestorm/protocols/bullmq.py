@@ -11,7 +11,6 @@ expired to the wait list once, and fails them the second time: at-least-once, on
 """
 
 import json
-import os
 import time
 import uuid
 from pathlib import Path
