@@ -19,7 +19,7 @@ from queuestorm.embedded import EmbeddedRedis
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-PROTOCOLS = ("list", "reliable", "stream")
+PROTOCOLS = ("list", "reliable", "stream", "rq", "sidekiq", "go-workers2", "celery", "bullmq")
 RESTART = ["--embedded", "redis-server", "--ledger-url", "embedded"]
 FAULTS = {  # name -> (faults list, extra locust args)
     "none": ([], []),

@@ -2,11 +2,18 @@
 
 from ..errors import UsageError
 from .base import Delivery, Protocol
+from .bullmq import BullMQProtocol
+from .celery import CeleryProtocol
 from .list import ListProtocol
 from .reliable import ReliableProtocol
+from .rq import RQProtocol
+from .sidekiq import GoWorkers2Protocol, SidekiqProtocol
 from .stream import StreamProtocol
 
-PROTOCOLS: dict[str, type[Protocol]] = {cls.name: cls for cls in (ListProtocol, ReliableProtocol, StreamProtocol)}
+PROTOCOLS: dict[str, type[Protocol]] = {cls.name: cls for cls in (
+    ListProtocol, ReliableProtocol, StreamProtocol, RQProtocol, SidekiqProtocol, GoWorkers2Protocol, CeleryProtocol,
+    BullMQProtocol,
+)}
 
 
 def protocol_class(name: str) -> type[Protocol]:

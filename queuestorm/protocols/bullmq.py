@@ -1,0 +1,163 @@
+"""`bullmq`: BullMQ's layout under bull:<Q>:..., driven by the Lua scripts the Python `bullmq` package ships (loaded
+from its commands/ folder and called, never rewritten), so real BullMQ workers run queuestorm's jobs and BullMQ's
+producers can feed the drain. Needs `pip install bullmq` (for its scripts and msgpack).
+
+Enqueue, as Queue.add: addStandardJob (job hash bull:Q:<id> with name `queuestorm`, data = the marker, opts;
+LPUSH bull:Q:wait; ZADD bull:Q:marker; XADD bull:Q:events added/waiting).
+Drain, as Worker: moveToActive (lock bull:Q:<id>:lock with a token, for --visibility-timeout); when it finds
+nothing, BZPOPMIN bull:Q:marker, then moveToActive again; on ack moveToFinished to `completed`. The heartbeat extends
+held locks (extendLocks); the stalled check (moveStalledJobsToWait, maxStalledCount 1) returns jobs whose lock
+expired to the wait list once, and fails them the second time: at-least-once, one retry.
+"""
+
+import json
+import time
+import uuid
+from pathlib import Path
+
+import redis
+
+from ..errors import UsageError
+from .base import Delivery, Protocol
+
+PREFIX = "bull"
+JOB_NAME = "queuestorm"
+SCRIPTS = ("addStandardJob", "moveToActive", "moveToFinished", "extendLocks", "moveStalledJobsToWait")
+MAX_STALLED_COUNT = 1  # Worker's default
+
+
+def _bullmq():
+    try:
+        import bullmq
+        import msgpack
+    except ImportError:
+        raise UsageError("--protocol bullmq needs the bullmq package: pip install bullmq") from None
+    return Path(bullmq.__file__).parent / "commands", msgpack
+
+
+def marker_of(data: bytes | None) -> bytes | None:
+    """queuestorm's job body from a job's `data` (the marker object, or the marker as a JSON string)."""
+    if not data:
+        return None
+    if data.startswith(b'{"qs":'):
+        return data
+    try:
+        value = json.loads(data)
+    except ValueError:
+        return None
+    if isinstance(value, dict) and "qs" in value:
+        return json.dumps(value, separators=(",", ":")).encode()
+    if isinstance(value, str) and value.startswith('{"qs":'):
+        return value.encode()
+    return None
+
+
+class BullMQProtocol(Protocol):
+    name = "bullmq"
+    needs_ack = True
+    min_redis_version = (5, 0)
+
+    def __init__(self, queue: str, consumer_id: str | None = None, visibility_timeout: float = 30.0):
+        super().__init__(queue, consumer_id, visibility_timeout)
+        self.base = f"{PREFIX}:{queue}:"
+        self.lock_ms = int(visibility_timeout * 1000)
+        self._commands, self._msgpack = _bullmq()
+        self._scripts: dict = {}
+        self._held: dict[bytes, str] = {}  # job id -> lock token, for extendLocks
+
+    def key(self, name: str) -> str:
+        return self.base + name
+
+    def keys(self, *names: str) -> list[str]:
+        return [self.key(name) for name in names]
+
+    def _script(self, client: redis.Redis, name: str):
+        if not self._scripts:
+            for script in SCRIPTS:
+                path = next(self._commands.glob(f"{script}-*.lua"))
+                self._scripts[script] = client.register_script(path.read_text())
+        return self._scripts[name]
+
+    def _pack(self, value) -> bytes:
+        return self._msgpack.packb(value, use_bin_type=True)
+
+    def enqueue(self, client: redis.Redis, body: bytes) -> None:
+        add = self._script(client, "addStandardJob")
+        now = int(time.time() * 1000)
+        args = [self._pack([self.base, "", JOB_NAME, now, None, None, None, None, None]), body,
+                self._pack({"attempts": 0, "delay": 0, "backoff": None}), now]
+        result = add(keys=self.keys("wait", "paused", "meta", "id", "completed", "delayed", "active", "events",
+                                    "marker"), args=args, client=client)
+        if isinstance(result, int) and result < 0:
+            raise redis.ResponseError(f"bullmq addStandardJob returned {result}")
+
+    def _move_to_active(self, client: redis.Redis) -> Delivery | None:
+        token = f"{uuid.uuid4()}:{self.consumer_id}"
+        move = self._script(client, "moveToActive")
+        raw = move(keys=self.keys("wait", "active", "prioritized", "events", "stalled", "limiter", "delayed",
+                                  "paused", "meta", "pc", "marker"),
+                   args=[self.base, int(time.time() * 1000),
+                         self._pack({"token": token, "lockDuration": self.lock_ms, "limiter": None})],
+                   client=client)
+        if not raw or not raw[0]:
+            return None
+        fields = dict(zip(raw[0][::2], raw[0][1::2]))
+        job_id = raw[1]
+        self._held[job_id] = token
+        return Delivery(marker_of(fields.get(b"data")) or b"bullmq:" + job_id, (job_id, token))
+
+    def fetch(self, client: redis.Redis, block_seconds: float, count: int = 1) -> list[Delivery]:
+        first = self._move_to_active(client)
+        if first is None:
+            client.execute_command("BZPOPMIN", self.key("marker"), block_seconds)
+            first = self._move_to_active(client)
+            if first is None:
+                return []
+        deliveries = [first]
+        while len(deliveries) < count:
+            more = self._move_to_active(client)
+            if more is None:
+                break
+            deliveries.append(more)
+        return deliveries
+
+    def ack(self, client, deliveries, pipeline=None):
+        finish = self._script(client, "moveToFinished")
+        target = pipeline if pipeline is not None else client.pipeline(transaction=False)
+        now = int(time.time() * 1000)
+        for delivery in deliveries:
+            job_id, token = delivery.receipt
+            job = job_id.decode()
+            opts = self._pack({"token": token, "keepJobs": {"count": -1}, "limiter": None,
+                               "lockDuration": self.lock_ms, "attempts": 0, "attemptsMade": 0,
+                               "maxMetricsSize": "", "fpof": False, "cpof": False, "idof": False, "rdof": False})
+            keys = self.keys("wait", "active", "prioritized", "events", "stalled", "limiter", "delayed", "paused",
+                             "meta", "pc", "completed", job, "metrics:completed", "marker")
+            finish(keys=keys, args=[job, now, "returnvalue", "null", "completed", "", self.base, opts],
+                   client=target)
+            self._held.pop(job_id, None)
+        if pipeline is None:
+            target.execute()
+
+    def heartbeat(self, client: redis.Redis) -> None:
+        if not self._held:
+            return
+        held = list(self._held.items())
+        extend = self._script(client, "extendLocks")
+        extend(keys=[self.key("stalled")],
+               args=[self.base, self._pack([token for _, token in held]),
+                     self._pack([job_id.decode() for job_id, _ in held]), self.lock_ms], client=client)
+
+    def recover_abandoned(self, client: redis.Redis) -> int:
+        check = self._script(client, "moveStalledJobsToWait")
+        result = check(keys=self.keys("stalled", "wait", "active", "stalled-check", "meta", "paused", "marker",
+                                      "events", "repeat"),
+                       args=[MAX_STALLED_COUNT, self.base, int(time.time() * 1000), self.lock_ms], client=client)
+        return len(result) if isinstance(result, list) else 0
+
+    def depth(self, client: redis.Redis) -> int:
+        pipe = client.pipeline(transaction=False)
+        pipe.llen(self.key("wait"))
+        pipe.llen(self.key("active"))
+        pipe.zcard(self.key("prioritized"))
+        return sum(pipe.execute())

@@ -1,0 +1,154 @@
+"""`celery`: Celery's task protocol 2 on kombu's Redis transport, so a real Celery worker runs queuestorm's tasks
+and Celery's clients can feed the drain.
+
+Enqueue, as apply_async/send_task: the first time, SADD _kombu.binding.Q and _kombu.binding_permanent.Q
+"Q\\x06\\x16\\x06\\x16Q" (the queue's binding); then LPUSH Q <kombu message JSON>: headers (task, id, root_id,
+retries, timelimit, argsrepr...), properties (delivery_tag, delivery_info {exchange "", routing_key Q},
+body_encoding base64) and body = base64(JSON [[marker], {}, {callbacks...}]). The task is `queuestorm.work`, which
+queuestorm.hooks.celery registers together with the task_success handler that records completions.
+
+Drain, as kombu's worker side: BRPOP Q (1 s timeout); ZADD unacked_index <tag> <now> and HSET unacked <tag>
+[message, exchange, routing_key]; on ack ZREM + HDEL. Crash recovery as kombu has it: a message whose worker died
+stays in `unacked` until it is older than the visibility timeout (kombu's default: 3600 s; here
+--visibility-timeout), then any worker's restore_visible pushes it back onto Q marked redelivered (under the
+`unacked_mutex` lock): at-least-once, after a long wait by default.
+"""
+
+import base64
+import json
+import os
+import time
+import uuid
+
+import redis
+
+from .base import Delivery, Protocol
+
+TASK = "queuestorm.work"
+SEP = "\x06\x16"
+UNACKED, UNACKED_INDEX, UNACKED_MUTEX = "unacked", "unacked_index", "unacked_mutex"
+MUTEX_SECONDS = 300
+BRPOP_TIMEOUT = 1
+EMBED = {"callbacks": None, "errbacks": None, "chain": None, "chord": None}
+
+
+def message_json(queue: str, body: bytes, origin: str) -> bytes:
+    task_id = str(uuid.uuid4())
+    marker = body.decode()
+    payload = json.dumps([[marker], {}, EMBED]).encode()
+    return json.dumps({
+        "body": base64.b64encode(payload).decode(),
+        "content-encoding": "utf-8",
+        "content-type": "application/json",
+        "headers": {
+            "lang": "py", "task": TASK, "id": task_id, "shadow": None, "eta": None, "expires": None, "group": None,
+            "group_index": None, "retries": 0, "timelimit": [None, None], "root_id": task_id, "parent_id": None,
+            "argsrepr": repr([marker]), "kwargsrepr": "{}", "origin": origin, "ignore_result": None,
+            "replaced_task_nesting": 0, "stamped_headers": None, "stamps": {},
+        },
+        "properties": {
+            "correlation_id": task_id, "reply_to": str(uuid.uuid4()), "delivery_mode": 2,
+            "delivery_info": {"exchange": "", "routing_key": queue}, "priority": 0, "body_encoding": "base64",
+            "delivery_tag": str(uuid.uuid4()),
+        },
+    }, separators=(", ", ": ")).encode()
+
+
+def marker_of(message: dict) -> bytes | None:
+    """queuestorm's job body from a kombu message carrying a protocol-2 task; None when not queuestorm's."""
+    try:
+        body = message["body"]
+        if message.get("properties", {}).get("body_encoding") == "base64":
+            body = base64.b64decode(body)
+        args = json.loads(body)[0]
+        marker = args[0]
+    except (KeyError, IndexError, TypeError, ValueError):
+        return None
+    return marker.encode() if isinstance(marker, str) and marker.startswith('{"qs":') else None
+
+
+class CeleryProtocol(Protocol):
+    name = "celery"
+    needs_ack = True
+    min_redis_version = (6, 2)  # ZRANGE ... BYSCORE REV, as kombu's restore_visible
+
+    def __init__(self, queue: str, consumer_id: str | None = None, visibility_timeout: float = 30.0):
+        super().__init__(queue, consumer_id, visibility_timeout)
+        self._declared = False
+        self._origin = f"queuestorm{os.getpid()}@{os.uname().nodename}"
+
+    def enqueue(self, client: redis.Redis, body: bytes) -> None:
+        message = message_json(self.queue, body, self._origin)
+        if self._declared:
+            client.lpush(self.queue, message)
+            return
+        binding = f"{self.queue}{SEP}{SEP}{self.queue}"
+        pipe = client.pipeline(transaction=False)
+        pipe.sadd(f"_kombu.binding.{self.queue}", binding)
+        pipe.sadd(f"_kombu.binding_permanent.{self.queue}", binding)
+        pipe.lpush(self.queue, message)
+        pipe.execute()
+        self._declared = True
+
+    def fetch(self, client: redis.Redis, block_seconds: float, count: int = 1) -> list[Delivery]:
+        reply = client.execute_command("BRPOP", self.queue, min(block_seconds, BRPOP_TIMEOUT))
+        if reply is None:
+            return []
+        raws = [reply[1]]
+        if count > 1:
+            raws += client.execute_command("RPOP", self.queue, count - 1) or []
+        now = time.time()
+        pipe = client.pipeline(transaction=False)
+        deliveries = []
+        for raw in raws:
+            message = json.loads(raw)
+            properties = message.setdefault("properties", {})
+            tag = properties.get("delivery_tag") or str(uuid.uuid4())
+            info = properties.get("delivery_info") or {}
+            pipe.zadd(UNACKED_INDEX, {tag: now})
+            pipe.hset(UNACKED, tag, json.dumps([message, info.get("exchange", ""), info.get("routing_key", "")]))
+            deliveries.append(Delivery(marker_of(message) or raw, tag))
+        pipe.execute()
+        return deliveries
+
+    def ack(self, client, deliveries, pipeline=None):
+        pipe = pipeline if pipeline is not None else client.pipeline(transaction=False)
+        for delivery in deliveries:
+            pipe.zrem(UNACKED_INDEX, delivery.receipt)
+            pipe.hdel(UNACKED, delivery.receipt)
+        if pipeline is None:
+            pipe.execute()
+
+    def recover_abandoned(self, client: redis.Redis) -> int:
+        """kombu's restore_visible: unacked messages older than the visibility timeout go back onto their queue."""
+        token = uuid.uuid4().hex
+        if not client.set(UNACKED_MUTEX, token, nx=True, ex=MUTEX_SECONDS):
+            return 0
+        restored = 0
+        try:
+            ceil = time.time() - self.visibility_timeout
+            for tag in client.zrange(UNACKED_INDEX, ceil, 0, desc=True, byscore=True):
+                restored += client.transaction(lambda pipe: self._restore(pipe, tag), UNACKED, value_from_callable=True)
+        finally:
+            if client.get(UNACKED_MUTEX) == token.encode():
+                client.delete(UNACKED_MUTEX)
+        return restored
+
+    def _restore(self, pipe, tag) -> int:
+        raw = pipe.hget(UNACKED, tag)
+        pipe.multi()
+        pipe.zrem(UNACKED_INDEX, tag)
+        pipe.hdel(UNACKED, tag)
+        if not raw:
+            return 0
+        message, _exchange, routing_key = json.loads(raw)
+        message.get("headers", {})["redelivered"] = True
+        message["properties"].setdefault("delivery_info", {})["redelivered"] = True
+        pipe.rpush(routing_key or self.queue, json.dumps(message))
+        return 1
+
+    def depth(self, client: redis.Redis) -> int:
+        pipe = client.pipeline(transaction=False)
+        pipe.llen(self.queue)
+        pipe.zcard(UNACKED_INDEX)
+        return sum(pipe.execute())

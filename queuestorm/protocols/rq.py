@@ -1,0 +1,159 @@
+"""`rq`: RQ's own layout (rq 2.x/3.x), so a real RQ worker runs queuestorm's jobs and RQ's clients can feed the
+drain.
+
+Enqueue, one MULTI like Queue.enqueue: SADD rq:queues rq:queue:Q; HSET rq:job:<id> (RQ's job hash: `data` is the
+zlib-compressed pickle of (func, None, [marker], {}), status `queued`, origin Q, success_callback_name); RPUSH
+rq:queue:Q <id>. The function is queuestorm.hooks.rq.work and the success callback queuestorm.hooks.rq.on_success,
+which records the completion in the ledger.
+
+Drain, like rq.Worker: BLMOVE rq:queue:Q -> rq:queue:Q:intermediate (LEFT RIGHT); the job hash becomes `started`,
+ZADD rq:wip:Q <id>:<execution> (score: the deadline) and LREM from the intermediate list, in one MULTI. On ack: status
+`finished`, ZREM rq:wip:Q, ZADD rq:finished:Q, EXPIRE the hash after result_ttl. Crash recovery as RQ has it: a job
+whose worker died stays in rq:wip:Q until its deadline, and one whose BLMOVE reply was lost stays in the intermediate
+list; both then go to rq:failed:Q (RQ's registry and intermediate-queue cleanups): to queuestorm, lost.
+"""
+
+import pickle
+import re
+import time
+import uuid
+import zlib
+from datetime import datetime, timezone
+
+import redis
+
+from .base import Delivery, Protocol
+
+FUNC = "queuestorm.hooks.rq.work"
+ON_SUCCESS = "queuestorm.hooks.rq.on_success"
+JOB_TIMEOUT = 180  # RQ's default job timeout, seconds
+RESULT_TTL = 500  # RQ's default result_ttl
+FAILURE_TTL = 31536000  # RQ's default failure_ttl (a year)
+# The marker as JobEncoder writes it, found inside a pickled or JSON-serialized args tuple without unpickling
+MARKER = re.compile(rb'\{(?:\\?"qs\\?":1),.*?\\?"payload\\?":\\?"x*\\?"\}')
+
+
+def utcformat(ts: float) -> str:
+    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def job_hash(queue: str, body: bytes, now: float) -> dict:
+    """The hash Queue.enqueue writes for `queuestorm.hooks.rq.work(marker)`."""
+    marker = body.decode()
+    data = pickle.dumps((FUNC, None, (marker,), {}), protocol=pickle.HIGHEST_PROTOCOL)
+    stamp = utcformat(now)
+    return {
+        "created_at": stamp, "data": zlib.compress(data), "success_callback_name": ON_SUCCESS,
+        "failure_callback_name": "", "stopped_callback_name": "", "started_at": "", "ended_at": "",
+        "last_heartbeat": "", "worker_name": "", "group_id": "", "origin": queue,
+        "description": f"{FUNC}({marker[:40]!r}...)", "enqueued_at": stamp, "timeout": JOB_TIMEOUT,
+        "status": "queued",
+    }
+
+
+def marker_of(data: bytes | None) -> bytes | None:
+    """queuestorm's job body from a job hash's `data`, or None when the job is not queuestorm's."""
+    if not data:
+        return None
+    try:
+        data = zlib.decompress(data)
+    except zlib.error:
+        pass
+    found = MARKER.search(data)
+    return found.group(0).replace(b'\\"', b'"') if found else None
+
+
+class RQProtocol(Protocol):
+    name = "rq"
+    needs_ack = True
+    min_redis_version = (6, 2)  # BLMOVE, as RQ's worker uses on a single queue
+
+    def __init__(self, queue: str, consumer_id: str | None = None, visibility_timeout: float = 30.0):
+        super().__init__(queue, consumer_id, visibility_timeout)
+        self.queue_key = f"rq:queue:{queue}"
+        self.intermediate = f"{self.queue_key}:intermediate"
+        self.wip = f"rq:wip:{queue}"
+        self.finished = f"rq:finished:{queue}"
+        self.failed = f"rq:failed:{queue}"
+
+    def enqueue(self, client: redis.Redis, body: bytes) -> None:
+        job_id = str(uuid.uuid4())
+        pipe = client.pipeline(transaction=True)
+        pipe.sadd("rq:queues", self.queue_key)
+        pipe.hset(f"rq:job:{job_id}", mapping=job_hash(self.queue, body, time.time()))
+        pipe.rpush(self.queue_key, job_id)
+        pipe.execute()
+
+    def fetch(self, client: redis.Redis, block_seconds: float, count: int = 1) -> list[Delivery]:
+        first = client.execute_command("BLMOVE", self.queue_key, self.intermediate, "LEFT", "RIGHT", block_seconds)
+        if first is None:
+            return []
+        ids = [first]
+        if count > 1:
+            pipe = client.pipeline(transaction=False)
+            for _ in range(count - 1):
+                pipe.execute_command("LMOVE", self.queue_key, self.intermediate, "LEFT", "RIGHT")
+            ids += [job_id for job_id in pipe.execute() if job_id is not None]
+        pipe = client.pipeline(transaction=False)
+        for job_id in ids:
+            pipe.hget(b"rq:job:" + job_id, "data")
+        datas = pipe.execute()
+        now = time.time()
+        pipe = client.pipeline(transaction=True)
+        deliveries = []
+        for job_id, data in zip(ids, datas):
+            pipe.lrem(self.intermediate, 1, job_id)
+            if data is None:  # the job hash is gone (deleted, expired): RQ skips it too
+                continue
+            execution = f"{job_id.decode()}:{self.consumer_id}"
+            pipe.hset(b"rq:job:" + job_id, mapping={"status": "started", "started_at": utcformat(now),
+                                                     "last_heartbeat": utcformat(now),
+                                                     "worker_name": self.consumer_id})
+            pipe.zadd(self.wip, {execution: now + JOB_TIMEOUT + 60})
+            deliveries.append(Delivery(marker_of(data) or job_id, (job_id, execution)))
+        pipe.execute()
+        return deliveries
+
+    def ack(self, client, deliveries, pipeline=None):
+        pipe = pipeline if pipeline is not None else client.pipeline(transaction=False)
+        now = time.time()
+        for delivery in deliveries:
+            job_id, execution = delivery.receipt
+            key = b"rq:job:" + job_id
+            pipe.hset(key, mapping={"status": "finished", "ended_at": utcformat(now)})
+            pipe.expire(key, RESULT_TTL)
+            pipe.zrem(self.wip, execution)
+            pipe.zadd(self.finished, {job_id: now + RESULT_TTL})
+        if pipeline is None:
+            pipe.execute()
+
+    def recover_abandoned(self, client: redis.Redis) -> int:
+        """RQ's maintenance: executions past their deadline (StartedJobRegistry.cleanup) and jobs stuck in the
+        intermediate list for over a minute since first seen there (IntermediateQueue.cleanup) are failed, not
+        retried. Returns 0: nothing goes back to the queue."""
+        now = time.time()
+        for execution in client.zrangebyscore(self.wip, "-inf", now):
+            self._fail(client, execution.rsplit(b":", 1)[0], now, self.wip, execution)
+        for job_id in client.lrange(self.intermediate, 0, -1):
+            seen_key = f"{self.intermediate}:first_seen:{job_id.decode()}"
+            if not client.exists(b"rq:job:" + job_id):
+                client.lrem(self.intermediate, 1, job_id)
+            elif not client.set(seen_key, now, nx=True, ex=86400) and now - float(client.get(seen_key) or now) > 60:
+                self._fail(client, job_id, now)
+        return 0
+
+    def _fail(self, client: redis.Redis, job_id: bytes, now: float, wip: str | None = None, execution=None) -> None:
+        pipe = client.pipeline(transaction=True)
+        if wip is not None:
+            pipe.zrem(wip, execution)
+        pipe.lrem(self.intermediate, 1, job_id)
+        pipe.hset(b"rq:job:" + job_id, mapping={"status": "failed", "ended_at": utcformat(now)})
+        pipe.zadd(self.failed, {job_id: now + FAILURE_TTL})
+        pipe.execute()
+
+    def depth(self, client: redis.Redis) -> int:
+        """Queued and being picked up; not rq:wip:Q, where a dead worker's jobs wait for their deadline to fail."""
+        pipe = client.pipeline(transaction=False)
+        pipe.llen(self.queue_key)
+        pipe.llen(self.intermediate)
+        return sum(pipe.execute())
