@@ -173,7 +173,14 @@ class DrainWorker:
         completions = [(job, (now - job.enqueued_at) * 1000) for job in jobs]
         in_one_transaction = self.same_server and protocol.needs_ack
         ack = (lambda pipe: protocol.ack(target, acked, pipe)) if in_one_transaction else None
-        duplicates = self._retry(lambda: recorder.record(completions, ack=ack))
+        attempts = 0
+
+        def record() -> int:
+            nonlocal attempts
+            attempts += 1
+            return recorder.record(completions, ack=ack, retry=attempts > 1)
+
+        duplicates = self._retry(record)
         if protocol.needs_ack and not in_one_transaction:
             self._retry(lambda: protocol.ack(target, acked))
         self.completed += len(jobs)

@@ -1,6 +1,6 @@
 """The dyno harness of seed 003: each DynoWorkerUser is one worker of a worker dyno.
 
-A dispatcher per Locust process sends tasks at the process's share of --rate, round robin, onto each worker's own
+A dispatcher per Locust process (a dyno) sends --tasks-per-second (default: its share of --rate), round robin, onto each worker's own
 list (under the run's prefix); every task is a ledger-recorded enqueue. A worker takes its tasks one at a time and
 does the job's work: `fetch` (read up to --max-flats items of its list of flats), `save` (write the task's payload,
 trim the list to --max-flats) and `ping`, each a timed Locust event, `task` timing the whole job; then it records
@@ -85,7 +85,10 @@ class DynoFleet:
     def _dispatch(self) -> None:
         self._client = connect(self.runtime.load_url, check=False, name=LOAD_CLIENT)
         runtime, request = self.runtime, self.environment.events.request
-        rate = plugin.current_rate_share(self.environment)
+        rate = self.config.tasks_per_second or plugin.current_rate_share(self.environment)
+        if rate <= 0:
+            log.error("dyno workers need --tasks-per-second or --rate: no task is sent")
+            return
         sent_total, started, turn = 0, time.monotonic(), 0
         while True:
             gevent.sleep(TICK)

@@ -16,7 +16,7 @@ def dyno_summary(config, rows: list[dict], seconds: float, verdict) -> dict:
                             loop_lag_ms_mean=process.get("lag_ms_mean")))
     return {
         "constants": {
-            "TASKS_PER_SECOND": config.rate, "TEST_DURATION_SECONDS": round(seconds, 1),
+            "TASKS_PER_SECOND": config.tasks_per_second or config.rate, "TEST_DURATION_SECONDS": round(seconds, 1),
             "MAX_FLATS": config.max_flats, "ITEM_PAYLOAD_KB": config.payload_kb,
             "MAX_WORKER_BACKLOG": config.backlog_limit, "NUM_WORKERS": len(rows), "WARMUP_SECONDS": config.warmup,
         },

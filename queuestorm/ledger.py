@@ -177,11 +177,13 @@ class CompletionRecorder:
             keys = self._keys[run_id] = RunKeys(run_id)
         return keys
 
-    def record(self, jobs: list[tuple[JobRef, float]], ack=None) -> int:
+    def record(self, jobs: list[tuple[JobRef, float]], ack=None, retry: bool = False) -> int:
         """Mark jobs completed (each with its end-to-end ms); returns how many had been completed before.
 
         One round trip for the batch. `ack(pipeline)`, when given, adds the queue's acknowledgement to the same
-        MULTI/EXEC: only valid where the ledger lives on the queue's own server.
+        MULTI/EXEC: only valid where the ledger lives on the queue's own server. `retry`: an earlier attempt at
+        this same batch failed without an answer and may have been applied, so a bit found set proves nothing:
+        no duplicate is counted (a real one in that batch is missed rather than a false one reported).
         """
         pipe = self.client.pipeline(transaction=ack is not None)
         by_producer: dict[tuple[str, int], list[JobRef]] = {}
@@ -205,6 +207,8 @@ class CompletionRecorder:
         if ack is not None:
             ack(pipe)
         old_bits = pipe.execute()[: len(by_producer)]
+        if retry:
+            return 0
         duplicates = [job for group, olds in zip(by_producer.values(), old_bits)
                       for job, old in zip(group, olds) if old]
         if duplicates:

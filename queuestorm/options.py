@@ -2,7 +2,7 @@
 
 from dataclasses import asdict, dataclass
 
-from . import generator_options, settings, stats_line
+from . import generator_options, plot, settings, stats_line
 from .errors import UsageError
 from .keys import valid_run_id
 from .protocols import protocol_class
@@ -11,7 +11,55 @@ from .thresholds import parse_latency_limits
 DRAIN_MODES = ("inline", "external", "users", "off")
 
 
+def _optional_float(text):
+    return None if text in (None, "", "None") else float(text)
+
+
+# What the web UI's start form may change for each test it starts; the other options set up the run's servers and
+# processes once, when Locust starts.
+PER_TEST = {"rate": float, "payload_kb": float, "grace": float, "max_duplicated": int, "max_lost": int,
+            "max_error_ratio": _optional_float, "min_rate": float, "latency_limit": str, "warmup": float,
+            "report": str, "connection_limit": int}
+FIXED_NOTE = " [set when Locust starts: the start form cannot change it]"
+
+
+def _show_in_web_ui(actions) -> None:
+    """Arguments added to a group bypass Locust's add_argument, which marks what its start form shows."""
+    for action in actions:
+        if action.dest == "help" or hasattr(action, "include_in_web_ui"):
+            continue
+        action.include_in_web_ui = True
+        action.is_secret = action.dest in ("redis_url", "ledger_url")  # may carry a password
+        action.is_required = action.is_multiple = False
+        if action.dest not in PER_TEST and action.dest in RunConfig.__dataclass_fields__ and action.help:
+            action.help += FIXED_NOTE
+
+
+def apply_start_form(config: "RunConfig", options) -> list[str]:
+    """Copy into `config` the per-test options as the start form left them; the names that changed."""
+    changed = {}
+    for name, convert in PER_TEST.items():
+        value = getattr(options, name, getattr(config, name))
+        try:
+            value = convert(value) if value is not None else None
+        except ValueError:
+            raise UsageError(f"--{name.replace('_', '-')}: not a valid value: {value!r}") from None
+        if value != getattr(config, name):
+            changed[name] = value
+    old = {name: getattr(config, name) for name in changed}
+    for name, value in changed.items():
+        setattr(config, name, value)
+    try:
+        config.validate()
+    except UsageError:
+        for name, value in old.items():
+            setattr(config, name, value)
+        raise
+    return sorted(changed)
+
+
 def add_arguments(parser) -> None:
+    first = len(parser._actions)
     group = parser.add_argument_group("queuestorm", "Redis job-queue load and loss checking")
     group.add_argument("--redis-url", env_var="REDIS_URL", default="",
                        help="Redis under test, redis:// or rediss:// (rediss://...?ssl_cert_reqs=none for a "
@@ -72,6 +120,8 @@ def add_arguments(parser) -> None:
                         help="per event name, e.g. 'enqueue:p95=50,task:p99=200' (ms; p50 p90 p95 p99 p999 max)")
     group.add_argument("--connection-limit", env_var="QS_CONNECTION_LIMIT", type=int, default=0,
                        help="the Redis plan's connection limit, reported beside the peak connections in use")
+    group.add_argument("--tasks-per-second", env_var="QS_TASKS_PER_SECOND", type=float, default=0.0,
+                       help="dyno workers: tasks/s each Locust process (each dyno) sends; 0 = its share of --rate")
     group.add_argument("--max-flats", env_var="QS_MAX_FLATS", type=int, default=100,
                        help="dyno workers: items kept in each worker's list of flats (default: 100)")
     limits.add_argument("--backlog-limit", env_var="QS_BACKLOG_LIMIT", type=int, default=100,
@@ -79,6 +129,8 @@ def add_arguments(parser) -> None:
                              "(default: 100)")
     generator_options.add_arguments(parser)
     stats_line.add_arguments(parser)
+    plot.add_arguments(parser)
+    _show_in_web_ui(parser._actions[first:])
 
 
 @dataclass
@@ -111,6 +163,7 @@ class RunConfig:
     latency_limit: str = ""
     backlog_limit: int = 100
     max_flats: int = 100
+    tasks_per_second: float = 0.0
     connection_limit: int = 0
     load_url: str = ""  # set by the run, not an option: the latency proxy's URL when there is one
 
@@ -135,6 +188,7 @@ class RunConfig:
             raise UsageError(f"--drain {self.drain!r} is not one of {', '.join(DRAIN_MODES)}")
         for name, low in (("rate", 0), ("payload_kb", 0), ("grace", 0), ("max_duplicated", 0), ("work_ms", 0),
                           ("drain_concurrency", 1), ("drain_processes", 1), ("max_flats", 1), ("connection_limit", 0),
+                          ("tasks_per_second", 0),
                           ("visibility_timeout", 0.1), ("latency_ms", 0), ("jitter_ms", 0)):
             if getattr(self, name) < low:
                 raise UsageError(f"--{name.replace('_', '-')} must be at least {low}, got {getattr(self, name)}")

@@ -17,6 +17,7 @@ from locust.runners import MasterRunner, WorkerRunner
 
 from . import drain_reports
 from .check import check_run
+from .cleanup import delete_run
 from .connections import ConnectionSampler
 from .connection import NO_INFO, connect, redact, server_description
 from .distributed import (CONFIG_MESSAGE, HELLO_MESSAGE, RATE_MESSAGE, REPORT_MESSAGE, STOP_MESSAGE, WorkerBoard,
@@ -29,15 +30,16 @@ from .proxy import ProxyProcess
 from .scenario import apply_scenario, load_faults, scenario_path
 from .errors import EXIT_CANNOT_RUN, EXIT_FAILED, EXIT_PASS, UsageError
 from .ledger import Ledger
-from .options import RunConfig, add_arguments
+from .options import RunConfig, add_arguments, apply_start_form
 from .protocols import Protocol, make_protocol, require_server_version
 from .report import render, render_processes, write_json
 from .runtime import ProducerRuntime
 from .settings import new_run_id
 from .settle import wait_for_drain
 from .thresholds import run_breaches
+from .timeline import Timeline, sum_counts, verdict_summary
 from .vitals import VitalsSampler
-from . import stats_line
+from . import plot, run_charts, stats_line, webui
 
 log = logging.getLogger("queuestorm")
 
@@ -73,10 +75,12 @@ class Coordinator:
         self.sampler = VitalsSampler("master" if master else "locust")
         self._live_table: gevent.Greenlet | None = None
         self.stats_line: stats_line.StatsLine | None = None
+        self.timeline: Timeline | None = None
 
     def setup(self) -> None:
         c = self.config
         c.validate()
+        plot.check(getattr(self.environment.parsed_options, "plot", ""))
         c.run_id = c.run_id or new_run_id()
         self.fault_specs = load_faults(c.faults) if c.faults else []
         if not c.redis_url:
@@ -100,6 +104,11 @@ class Coordinator:
                        ledger_on_target=c.ledger_url in ("", c.redis_url), real_redis=real_redis)
         ledger_client = target if not c.ledger_url else connect(c.ledger_url, role="ledger Redis")
         self.ledger = Ledger(ledger_client, c.run_id)
+        if self.ledger.exists():  # a reused --run-id starts clean: only this run's own keys, by its prefix
+            deleted = delete_run(ledger_client, c.run_id)
+            if ledger_client is not target:
+                deleted += delete_run(target, c.run_id)
+            log.warning("run id %s existed: its %d key(s) were deleted before the test", c.run_id, deleted)
         self.ledger.create_run({"protocol": c.protocol, "queue": c.queue, "target": redact(c.redis_url),
                                 "rate": c.rate, "payload_kb": c.payload_kb})
         log.info("run id %s: %s on %s, queue %r (check later: queuestorm check --run-id %s)",
@@ -163,6 +172,10 @@ class Coordinator:
         self.sampler.start()
         if self.board is not None:
             self.board.start()
+        self.timeline = Timeline(self.target, self.ledger.client, self.config.run_id, self.protocol,
+                                 self.producer_counts, faults=lambda: self.faults.records if self.faults else [],
+                                 processes=self.processes)
+        self.timeline.start()
         options = self.environment.parsed_options
         if options is not None and getattr(options, "headless", False) and not getattr(options, "only_summary", False):
             self._live_table = gevent.spawn(self._print_live_table)
@@ -184,6 +197,13 @@ class Coordinator:
         except (redis.ConnectionError, redis.TimeoutError) as e:
             log.warning("could not read the drain processes' vitals: %s", e)
         return rows
+
+    def producer_counts(self) -> dict:
+        """Enqueue counts summed over every producing process, as they stand now."""
+        if self.board is not None:
+            return sum_counts([r["counts"] for r in self.board.reports.values()])
+        runtime = self.environment.queuestorm.runtime
+        return sum_counts([runtime.counts()] if runtime is not None and runtime.recorder is not None else [])
 
     def _print_live_table(self) -> None:
         while True:
@@ -214,6 +234,8 @@ class Coordinator:
             log.info("enqueue-only run %s: %d job(s) left on %r; check later with queuestorm check --run-id %s",
                      c.run_id, settled.depth, c.queue, c.run_id)
             self.environment.process_exit_code = EXIT_PASS
+            if self.timeline is not None:
+                self.timeline.finish({"verdict": "unchecked", "reasons": ["--drain off"]}, self.processes())
             return
         log.info("load stopped; waiting up to %.0fs for the drain to finish", c.grace)
         settled = wait_for_drain(self.target, self.protocol, self.ledger, c.grace, ignore_producers=lost_producers)
@@ -247,6 +269,8 @@ class Coordinator:
         print(render(verdict, self.server_note), flush=True)
         if dyno_rows:
             print(render_dyno(verdict.extra["dyno"], passed=verdict.passed), flush=True)
+        if self.timeline is not None:
+            self.timeline.finish(verdict_summary(verdict.to_json()), verdict.extra.get("vitals", []))
         if c.report:
             write_json(verdict, c.report)
         self.environment.process_exit_code = EXIT_PASS if verdict.passed else EXIT_FAILED
@@ -268,7 +292,9 @@ def default_user_classes(names: list[str]) -> None:
 @events.init_command_line_parser.add_listener
 def _add_arguments(parser, **_):
     add_arguments(parser)
-    if _default_user_classes and not os.environ.get("LOCUST_USER_CLASSES"):
+    worker = "--worker" in sys.argv or os.environ.get("LOCUST_MODE_WORKER", "").lower() in ("1", "true")
+    if _default_user_classes and not os.environ.get("LOCUST_USER_CLASSES") and not worker:
+        # a worker keeps every class of the locustfile: the master (its scenario) says which ones run
         parser.set_defaults(user_classes=list(_default_user_classes))
     path = scenario_path(sys.argv[1:])
     if path:
@@ -279,7 +305,7 @@ def _add_arguments(parser, **_):
 
 
 @events.init.add_listener
-def _on_init(environment, runner=None, **_):
+def _on_init(environment, runner=None, web_ui=None, **_):
     if getattr(environment, "queuestorm", None) is not None:
         return
     config = RunConfig.from_options(environment.parsed_options)
@@ -304,6 +330,8 @@ def _on_init(environment, runner=None, **_):
     except UsageError as e:
         state.coordinator.shutdown()
         _fail(str(e))
+    webui.install(environment, web_ui)
+    environment.events.quit.add_listener(lambda **_: run_charts.write(environment))  # after Locust's --html
     board = state.coordinator.board
     if board is not None:
         runner.register_message(REPORT_MESSAGE, board.on_report)
@@ -420,6 +448,7 @@ def _on_test_start(environment, **_):
     state: _State = environment.queuestorm
     runner = environment.runner
     if state.coordinator is not None:
+        _apply_start_form(environment, state)
         state.coordinator.start_load()
         state.coordinator.start_faults()
         state.coordinator.start_sampling()
@@ -428,6 +457,18 @@ def _on_test_start(environment, **_):
             gevent.spawn_later(state.config.warmup, _end_warmup, environment)
     if not isinstance(runner, MasterRunner):
         state.start_producing()
+
+
+def _apply_start_form(environment, state: "_State") -> None:
+    try:
+        changed = apply_start_form(state.config, environment.parsed_options)
+    except UsageError as e:
+        log.error("start form: %s: this test keeps the previous values", e)
+        return
+    if changed:
+        state.rate_share = state.config.rate
+        log.info("start form: this test runs with %s", ", ".join(f"--{n.replace('_', '-')} {getattr(state.config, n)}"
+                                                                for n in changed))
 
 
 def _end_warmup(environment) -> None:

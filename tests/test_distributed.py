@@ -149,3 +149,22 @@ def test_a_worker_joining_and_one_dying_mid_run(fleet, tmp_path, r, queue, run_i
     assert "is gone mid-run" in fleet.log("master")
     assert first.pid in {v["pid"] for v in doc["vitals"]} and second.pid in {v["pid"] for v in doc["vitals"]}
 
+
+
+def test_two_dynos_as_workers_of_one_master_report_every_worker(fleet, tmp_path):
+    """Seed 003's two dynos: the scenario on the master picks DynoWorkerUser; the workers keep every class of the
+    locustfile, each dyno sends its own --tasks-per-second and the master prints one table for the whole fleet."""
+    report = tmp_path / "verdict.json"
+    master = fleet.master("--scenario", os.path.join(ROOT, "scenarios", "dyno-concurrency.yaml"), "--expect-workers",
+                          "2", "--users", "6", "--spawn-rate", "6", "--run-time", "4s", "--tasks-per-second", "100",
+                          "--warmup", "0", "--report", str(report))
+    fleet.worker("worker-a")
+    fleet.worker("worker-b")
+    assert master.wait(90) == 0, fleet.log("master")[-3000:]
+    doc = json.loads(report.read_text())
+    dyno = doc["dyno"]
+    assert dyno["constants"]["NUM_WORKERS"] == 6 and doc["lost"] == 0
+    assert len({w["pid"] for w in dyno["workers"]}) == 2  # both dynos' workers in the master's table
+    m = dyno["messaging"]
+    assert m["tasks_sent"] == m["tasks_completed"] == doc["enqueued"] > 2 * 100 * 2
+    assert "status: Test succeeded" in fleet.log("master")

@@ -92,3 +92,17 @@ def test_a_batch_mixing_producers_and_runs_names_exactly_the_jobs_completed_befo
     assert r.hgetall(RunKeys(other_run).duplicates(2)) == {}
     assert [r.getbit(keys.completed(2), s) for s in (3, 4, 5)] == [0, 1, 1]
     assert int(r.get(keys.completions)) == 6 and int(r.get(RunKeys(other_run).completions)) == 1
+
+
+def test_a_retried_record_counts_no_duplicate_its_own_first_attempt_could_have_made(r, run_id):
+    """The first attempt's reply was lost with the connection (it may have been applied): its retry must not
+    report the jobs as completed twice."""
+    from queuestorm.jobs import JobRef
+    from queuestorm.ledger import CompletionRecorder
+
+    recorder = CompletionRecorder(r)
+    batch = [(JobRef(run_id, 1, seq, 0.0), 1.0) for seq in range(3)]
+    assert recorder.record(batch) == 0  # applied; pretend its reply never came back
+    assert recorder.record(batch, retry=True) == 0
+    assert r.hgetall(RunKeys(run_id).duplicates(1)) == {}
+    assert recorder.record(batch) == 3  # a genuine second delivery is still a duplicate

@@ -70,11 +70,12 @@ def test_standalone_dev_runs_on_the_embedded_redis_with_zero_configuration(tmp_p
 def test_dyno_concurrency_prints_the_seed_tables_and_completes_every_task(tmp_path, redis_url):
     report = tmp_path / "v.json"
     result = locust("--scenario", f"{SCENARIOS}/dyno-concurrency.yaml", "--users", "4", "--spawn-rate", "4",
-                    "--run-time", "3s", "--rate", "200", "--warmup", "1", "--report", str(report),
+                    "--run-time", "3s", "--tasks-per-second", "200", "--warmup", "1", "--report", str(report),
                     env={"REDIS_URL": redis_url})
     assert result.returncode == 0, result.stderr[-2000:]
     dyno = read(report)["dyno"]
     assert dyno["constants"]["NUM_WORKERS"] == 4 and dyno["constants"]["MAX_FLATS"] == 100
+    assert dyno["constants"]["TASKS_PER_SECOND"] == 200
     m = dyno["messaging"]
     assert m["tasks_sent"] == m["tasks_received"] == m["tasks_completed"] > 300
     assert all(w["cycles"] > 0 and w["max_backlog"] < 100 and w["task_mean_ms"] > 0 and w["mem_mb_max"] > 0
@@ -89,7 +90,7 @@ def test_dyno_concurrency_prints_the_seed_tables_and_completes_every_task(tmp_pa
 def test_a_dyno_worker_reaching_its_backlog_limit_fails_and_stops_the_run(tmp_path, redis_url):
     report = tmp_path / "v.json"
     result = locust("--scenario", f"{SCENARIOS}/dyno-concurrency.yaml", "--users", "2", "--spawn-rate", "2",
-                    "--run-time", "30s", "--rate", "3000", "--backlog-limit", "5", "--report", str(report),
+                    "--run-time", "30s", "--tasks-per-second", "3000", "--backlog-limit", "5", "--report", str(report),
                     env={"REDIS_URL": redis_url})
     assert result.returncode == 1, result.stderr[-2000:]
     doc = read(report)
@@ -102,11 +103,15 @@ def test_a_dyno_worker_reaching_its_backlog_limit_fails_and_stops_the_run(tmp_pa
 
 def test_crossed_thresholds_fail_the_run_naming_threshold_and_value(tmp_path, redis_url, queue):
     report = tmp_path / "v.json"
+    faults = tmp_path / "f.yaml"
+    faults.write_text("faults:\n  - {kind: client-kill, at: 1, target: load}\n")  # a failed enqueue or two
     result = locust("--users", "2", "--spawn-rate", "2", "--run-time", "2s", "--queue", queue, "--rate", "50",
                     "--latency-limit", "enqueue:max=0.0001,ping:p50=100000", "--min-rate", "1000000",
-                    "--report", str(report), env={"REDIS_URL": redis_url})
+                    "--max-error-ratio", "0.0001", "--faults", str(faults), "--report", str(report),
+                    env={"REDIS_URL": redis_url})
     assert result.returncode == 1, result.stderr[-2000:]
     reasons = read(report)["reasons"]
+    assert any(r.startswith("error ratio ") and "> max_error_ratio 0.0001" in r for r in reasons), reasons
     assert any(r.startswith("latency enqueue:max ") and r.endswith("> 0.0001 ms") for r in reasons), reasons
     assert any(r.startswith("achieved rate ") and "< min_rate 1e+06/s" in r for r in reasons), reasons
     assert not any("ping" in r for r in reasons)
@@ -130,3 +135,18 @@ def test_heroku_crash_classifies_connection_failures_and_counts_connections(tmp_
     assert "connect: max clients: max number of clients reached" in failures
     assert "enqueue: EOF: " in failures or "enqueue: connection reset: " in failures
     assert r.config_get("maxclients")["maxclients"] == before
+
+
+def test_a_reused_run_id_starts_clean_deleting_only_that_runs_keys(tmp_path, redis_url, r, run_id):
+    args = ("--scenario", f"{SCENARIOS}/dyno-concurrency.yaml", "--users", "2", "--spawn-rate", "2", "--run-time",
+            "1s", "--tasks-per-second", "100", "--warmup", "0", "--run-id", run_id)
+    r.set("someone-elses-key", "kept")
+    r.set(f"queuestorm:{{{run_id}-other}}:meta", "kept")
+    first = locust(*args, "--report", str(tmp_path / "1.json"), env={"REDIS_URL": redis_url})
+    assert first.returncode == 0, first.stderr[-2000:]
+    second = locust(*args, "--report", str(tmp_path / "2.json"), env={"REDIS_URL": redis_url})
+    assert second.returncode == 0, second.stderr[-2000:]
+    assert f"run id {run_id} existed" in second.stderr
+    sent = read(tmp_path / "2.json")["dyno"]["messaging"]["tasks_sent"]
+    assert read(tmp_path / "2.json")["enqueued"] == sent  # not the sum of both runs
+    assert r.get("someone-elses-key") == b"kept" and r.get(f"queuestorm:{{{run_id}-other}}:meta") == b"kept"
