@@ -103,3 +103,14 @@ def test_a_killed_drain_s_tasks_come_back_after_the_visibility_timeout(r, redis_
     code, doc = check(redis_url, run_id, tmp_path)
     assert code == 0 and (doc["completed"], doc["lost"], final["recovered"]) == (30, 0, 5)
     assert r.hlen("unacked") == 0
+
+
+def test_drain_consumes_every_queue_of_a_worker_s_queue_list(r, redis_url, queue, run_id, tmp_path):
+    other = queue + "-low"
+    enqueue(r, queue, run_id, JOBS // 2)
+    enqueue(r, other, run_id + "b", JOBS // 2)
+    drain(redis_url, f"{queue},{other}")
+    for run in (run_id, run_id + "b"):
+        code, doc = check(redis_url, run, tmp_path)
+        assert code == 0 and (doc["completed"], doc["lost"], doc["duplicated"]) == (JOBS // 2, 0, 0)
+    assert r.llen(queue) == r.llen(other) == 0 and r.hlen("unacked") == 0

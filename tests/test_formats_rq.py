@@ -7,12 +7,14 @@ import signal
 import subprocess
 import sys
 import time
+import zlib
 
 import pytest
 
-from queuestorm.jobs import JobEncoder
+from queuestorm.jobs import JobEncoder, decode
 from queuestorm.ledger import Ledger
 from queuestorm.protocols import make_protocol
+from queuestorm.protocols.rq import FUNC, marker_of
 
 from helpers import ROOT, queuestorm
 
@@ -116,3 +118,12 @@ def test_a_job_stuck_in_the_intermediate_list_fails_after_a_minute_as_rq_does(r,
     protocol.recover_abandoned(r)
     assert r.llen(f"rq:queue:{queue}:intermediate") == 0
     assert rq.Queue(queue, connection=r).failed_job_registry.get_job_ids() == [job_id.decode()]
+
+
+@pytest.mark.parametrize("serializer", ["rq.serializers.DefaultSerializer", "rq.serializers.JSONSerializer"])
+def test_the_marker_is_found_in_job_data_of_either_rq_serializer(serializer):
+    body = JobEncoder("run-1", 2, 5).encode(9, now=1700000000.0)
+    dumps = rq.utils.import_attribute(serializer).dumps
+    data = zlib.compress(dumps((FUNC, None, [body.decode()], {})))
+    assert decode(marker_of(data)) == decode(body)
+    assert marker_of(zlib.compress(dumps(("app.tasks.other", None, [1, "x"], {})))) is None

@@ -10,13 +10,14 @@ import sys
 import time
 
 import pytest
+import redis
 
 from queuestorm.jobs import JobEncoder, decode
 from queuestorm.ledger import Ledger
 from queuestorm.protocols import make_protocol
 from queuestorm.protocols.sidekiq import marker_of
 
-from helpers import ROOT, queuestorm
+from helpers import ROOT, queuestorm, start_redis_server
 
 JOBS = 300
 HOOK = os.path.join(ROOT, "hooks", "sidekiq", "queuestorm.rb")
@@ -39,9 +40,9 @@ def start_run(r, run_id, protocol, queue):
     return producer, JobEncoder(run_id, producer.producer_id, 10)
 
 
-def enqueue(r, protocol_name, queue, run_id, n):
+def enqueue(r, protocol_name, queue, run_id, n, ledger=None):
     protocol = make_protocol(protocol_name, queue)
-    producer, encoder = start_run(r, run_id, protocol_name, queue)
+    producer, encoder = start_run(ledger or r, run_id, protocol_name, queue)
     for _ in range(n):
         seq = producer.next_seq()
         protocol.enqueue(r, encoder.encode(seq))
@@ -124,11 +125,11 @@ def test_sigkill_holding_jobs(protocol, r, redis_url, queue, run_id, tmp_path):
         assert code == 0 and (doc["lost"], doc["completed"], final["recovered"]) == (0, 30, 5)
 
 
-def run_sidekiq_until(redis_url, queue, done, log_path):
+def run_sidekiq_until(redis_url, queue, done, log_path, **env):
     """Sidekiq's own CLI on the test's server until `done()`; its log goes to a file (a full pipe would stall it)."""
     with open(log_path, "w") as log:
         proc = subprocess.Popen(["sidekiq", "-r", HOOK, "-q", queue, "-c", "5"], cwd=ROOT,
-                                env=dict(os.environ, REDIS_URL=redis_url), stdout=log, stderr=subprocess.STDOUT)
+                                env=dict(os.environ, REDIS_URL=redis_url, **env), stdout=log, stderr=subprocess.STDOUT)
         try:
             deadline = time.monotonic() + 90
             while not done() and proc.poll() is None and time.monotonic() < deadline:
@@ -146,6 +147,26 @@ def test_a_real_sidekiq_runs_queuestorm_jobs(r, redis_url, queue, run_id, tmp_pa
     code, doc = check(redis_url, run_id, tmp_path)
     assert code == 0 and (doc["completed"], doc["lost"], doc["duplicated"]) == (JOBS, 0, 0)
     assert r.llen(f"queue:{queue}") == 0
+
+
+@no_sidekiq
+def test_the_sidekiq_hook_records_in_a_separate_ledger(r, redis_url, queue, run_id, tmp_path):
+    proc, port, directory = start_redis_server()
+    ledger_url = f"redis://127.0.0.1:{port}/0"
+    ledger = redis.Redis(port=port)
+    try:
+        enqueue(r, "sidekiq", queue, run_id, 50, ledger=ledger)
+        completions = f"queuestorm:{{{run_id}}}:completions"
+        run_sidekiq_until(redis_url, queue, lambda: int(ledger.get(completions) or 0) >= 50, tmp_path / "sidekiq.log",
+                          QS_LEDGER_URL=ledger_url)
+        code, doc = check(ledger_url, run_id, tmp_path)
+        assert code == 0 and (doc["completed"], doc["lost"], doc["duplicated"]) == (50, 0, 0)
+        assert not r.keys(f"queuestorm:{{{run_id}}}:*")
+    finally:
+        ledger.close()
+        proc.terminate()
+        proc.wait(10)
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 @no_sidekiq

@@ -7,8 +7,8 @@ retries, timelimit, argsrepr...), properties (delivery_tag, delivery_info {excha
 body_encoding base64) and body = base64(JSON [[marker], {}, {callbacks...}]). The task is `queuestorm.work`, which
 queuestorm.hooks.celery registers together with the task_success handler that records completions.
 
-Drain, as kombu's worker side: BRPOP Q (1 s timeout); ZADD unacked_index <tag> <now> and HSET unacked <tag>
-[message, exchange, routing_key]; on ack ZREM + HDEL. Crash recovery as kombu has it: a message whose worker died
+Drain, as kombu's worker side: BRPOP over the queues of `--queue a,b` (a worker's -Q; rotated each time, 1 s
+timeout); ZADD unacked_index <tag> <now> and HSET unacked <tag> [message, exchange, routing_key]; on ack ZREM + HDEL. Crash recovery as kombu has it: a message whose worker died
 stays in `unacked` until it is older than the visibility timeout (kombu's default: 3600 s; here
 --visibility-timeout), then any worker's restore_visible pushes it back onto Q marked redelivered (under the
 `unacked_mutex` lock): at-least-once, after a long wait by default.
@@ -22,6 +22,7 @@ import uuid
 
 import redis
 
+from ..errors import UsageError
 from .base import Delivery, Protocol
 
 TASK = "queuestorm.work"
@@ -74,29 +75,36 @@ class CeleryProtocol(Protocol):
 
     def __init__(self, queue: str, consumer_id: str | None = None, visibility_timeout: float = 30.0):
         super().__init__(queue, consumer_id, visibility_timeout)
+        self.queues = [name for name in queue.split(",") if name]  # a worker's -Q a,b; tasks go to the first
+        if not self.queues:
+            raise UsageError(f"--queue {queue!r} names no queue (comma-separated Celery queue names)")
+        self._next = 0
         self._declared = False
         self._origin = f"queuestorm{os.getpid()}@{os.uname().nodename}"
 
     def enqueue(self, client: redis.Redis, body: bytes) -> None:
-        message = message_json(self.queue, body, self._origin)
+        queue = self.queues[0]
+        message = message_json(queue, body, self._origin)
         if self._declared:
-            client.lpush(self.queue, message)
+            client.lpush(queue, message)
             return
-        binding = f"{self.queue}{SEP}{SEP}{self.queue}"
+        binding = f"{queue}{SEP}{SEP}{queue}"
         pipe = client.pipeline(transaction=False)
-        pipe.sadd(f"_kombu.binding.{self.queue}", binding)
-        pipe.sadd(f"_kombu.binding_permanent.{self.queue}", binding)
-        pipe.lpush(self.queue, message)
+        pipe.sadd(f"_kombu.binding.{queue}", binding)
+        pipe.sadd(f"_kombu.binding_permanent.{queue}", binding)
+        pipe.lpush(queue, message)
         pipe.execute()
         self._declared = True
 
     def fetch(self, client: redis.Redis, block_seconds: float, count: int = 1) -> list[Delivery]:
-        reply = client.execute_command("BRPOP", self.queue, min(block_seconds, BRPOP_TIMEOUT))
+        self._next = (self._next + 1) % len(self.queues)  # kombu rotates the queue order between BRPOPs
+        order = self.queues[self._next:] + self.queues[:self._next]
+        reply = client.execute_command("BRPOP", *order, min(block_seconds, BRPOP_TIMEOUT))
         if reply is None:
             return []
         raws = [reply[1]]
         if count > 1:
-            raws += client.execute_command("RPOP", self.queue, count - 1) or []
+            raws += client.execute_command("RPOP", reply[0], count - 1) or []
         now = time.time()
         pipe = client.pipeline(transaction=False)
         deliveries = []
@@ -144,11 +152,12 @@ class CeleryProtocol(Protocol):
         message, _exchange, routing_key = json.loads(raw)
         message.get("headers", {})["redelivered"] = True
         message["properties"].setdefault("delivery_info", {})["redelivered"] = True
-        pipe.rpush(routing_key or self.queue, json.dumps(message))
+        pipe.rpush(routing_key or self.queues[0], json.dumps(message))
         return 1
 
     def depth(self, client: redis.Redis) -> int:
         pipe = client.pipeline(transaction=False)
-        pipe.llen(self.queue)
+        for queue in self.queues:
+            pipe.llen(queue)
         pipe.zcard(UNACKED_INDEX)
         return sum(pipe.execute())
