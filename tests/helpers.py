@@ -1,5 +1,6 @@
 """Helpers for tests: private redis-servers on free ports, and the CLIs run as a user would."""
 
+import json
 import os
 import shutil
 import socket
@@ -7,7 +8,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 
 import pytest
 import redis
@@ -66,3 +66,43 @@ def queuestorm(*args, **kw) -> subprocess.CompletedProcess:
 def locust(*args, **kw) -> subprocess.CompletedProcess:
     return run_cli(sys.executable, "-m", "locust", "-f", os.path.join(ROOT, "locustfiles", "enqueue.py"),
                    "--headless", "--only-summary", *args, **kw)
+
+
+def start_run(r, run_id, protocol, queue):
+    """A run's ledger with one producer, as a Locust run would register it; returns (producer, encoder)."""
+    from queuestorm.jobs import JobEncoder
+    from queuestorm.ledger import Ledger
+
+    ledger = Ledger(r, run_id)
+    ledger.create_run({"protocol": protocol, "queue": queue})
+    producer = ledger.register_producer()
+    return producer, JobEncoder(run_id, producer.producer_id, 10)
+
+
+def enqueue_jobs(r, protocol_name, queue, run_id, n, ledger=None):
+    """n jobs enqueued in a protocol's format on `r`, each recorded in the ledger (on `ledger`, else `r`)."""
+    from queuestorm.protocols import make_protocol
+
+    protocol = make_protocol(protocol_name, queue)
+    producer, encoder = start_run(ledger or r, run_id, protocol_name, queue)
+    for _ in range(n):
+        seq = producer.next_seq()
+        protocol.enqueue(r, encoder.encode(seq))
+        producer.enqueued(seq)
+    producer.close()
+
+
+def drain_until_empty(redis_url, protocol, queue, *extra):
+    """`queuestorm drain --until-empty`; returns its final stats line."""
+    result = queuestorm("drain", "--redis-url", redis_url, "--protocol", protocol, "--queue", queue, "--until-empty",
+                        "--block", "0.3", "--concurrency", "4", *extra, timeout=60)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def check_report(redis_url, run_id, tmp_path, *extra):
+    """`queuestorm check` of a run; returns (exit code, verdict JSON)."""
+    report = tmp_path / f"{run_id}.json"
+    result = queuestorm("check", "--run-id", run_id, "--ledger-url", redis_url, "--json", str(report), *extra)
+    with open(report) as f:
+        return result.returncode, json.load(f)

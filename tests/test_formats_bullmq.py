@@ -12,46 +12,20 @@ import time
 
 import pytest
 
-from queuestorm.jobs import JobEncoder
-from queuestorm.ledger import Ledger
-from queuestorm.protocols import make_protocol
 
-from helpers import ROOT, queuestorm
+from helpers import ROOT, check_report, drain_until_empty, enqueue_jobs, start_run
 
 bullmq = pytest.importorskip("bullmq")
 
 JOBS = 300
 
 
-def start_run(r, run_id, queue):
-    ledger = Ledger(r, run_id)
-    ledger.create_run({"protocol": "bullmq", "queue": queue})
-    producer = ledger.register_producer()
-    return producer, JobEncoder(run_id, producer.producer_id, 10)
 
 
-def enqueue(r, queue, run_id, n):
-    protocol = make_protocol("bullmq", queue)
-    producer, encoder = start_run(r, run_id, queue)
-    for _ in range(n):
-        seq = producer.next_seq()
-        protocol.enqueue(r, encoder.encode(seq))
-        producer.enqueued(seq)
-    producer.close()
 
 
-def check(redis_url, run_id, tmp_path):
-    report = tmp_path / f"{run_id}.json"
-    result = queuestorm("check", "--run-id", run_id, "--ledger-url", redis_url, "--json", str(report))
-    with open(report) as f:
-        return result.returncode, json.load(f)
 
 
-def drain(redis_url, queue, *extra):
-    result = queuestorm("drain", "--redis-url", redis_url, "--protocol", "bullmq", "--queue", queue, "--until-empty",
-                        "--block", "0.3", "--concurrency", "4", *extra, timeout=60)
-    assert result.returncode == 0, result.stderr
-    return json.loads(result.stdout.strip().splitlines()[-1])
 
 
 PEER = """
@@ -71,18 +45,18 @@ asyncio.run(main(sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])))
 
 
 def test_a_real_bullmq_worker_runs_queuestorm_jobs(r, redis_url, queue, run_id, tmp_path):
-    enqueue(r, queue, run_id, JOBS)
+    enqueue_jobs(r, "bullmq", queue, run_id, JOBS)
     assert r.llen(f"bull:{queue}:wait") == JOBS and r.xlen(f"bull:{queue}:events") > 0
     completions = f"queuestorm:{{{run_id}}}:completions"
     subprocess.run([sys.executable, "-c", PEER, redis_url, queue, completions, str(JOBS)], cwd=ROOT, timeout=120,
                    check=True)
-    code, doc = check(redis_url, run_id, tmp_path)
+    code, doc = check_report(redis_url, run_id, tmp_path)
     assert code == 0 and (doc["completed"], doc["lost"], doc["duplicated"]) == (JOBS, 0, 0)
     assert r.zcard(f"bull:{queue}:completed") == JOBS
 
 
 def test_queuestorm_drains_jobs_bullmq_added(r, redis_url, queue, run_id, tmp_path):
-    producer, encoder = start_run(r, run_id, queue)
+    producer, encoder = start_run(r, run_id, "bullmq", queue)
 
     async def add_all():
         q = bullmq.Queue(queue, {"connection": redis_url})
@@ -94,14 +68,14 @@ def test_queuestorm_drains_jobs_bullmq_added(r, redis_url, queue, run_id, tmp_pa
 
     asyncio.run(add_all())
     producer.close()
-    drain(redis_url, queue)
-    code, doc = check(redis_url, run_id, tmp_path)
+    drain_until_empty(redis_url, "bullmq", queue)
+    code, doc = check_report(redis_url, run_id, tmp_path)
     assert code == 0 and (doc["completed"], doc["lost"], doc["duplicated"]) == (JOBS, 0, 0)
     assert r.zcard(f"bull:{queue}:completed") == JOBS and r.llen(f"bull:{queue}:active") == 0
 
 
 def test_a_killed_drain_s_jobs_come_back_through_the_stalled_check(r, redis_url, queue, run_id, tmp_path):
-    enqueue(r, queue, run_id, 30)
+    enqueue_jobs(r, "bullmq", queue, run_id, 30)
     proc = subprocess.Popen(
         [sys.executable, "-m", "queuestorm", "drain", "--redis-url", redis_url, "--protocol", "bullmq",
          "--queue", queue, "--concurrency", "5", "--work-ms", "5000", "--block", "0.3", "--visibility-timeout", "1"],
@@ -112,6 +86,6 @@ def test_a_killed_drain_s_jobs_come_back_through_the_stalled_check(r, redis_url,
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert r.llen(f"bull:{queue}:active") == 5
-    drain(redis_url, queue, "--visibility-timeout", "1")
-    code, doc = check(redis_url, run_id, tmp_path)
+    drain_until_empty(redis_url, "bullmq", queue, "--visibility-timeout", "1")
+    code, doc = check_report(redis_url, run_id, tmp_path)
     assert code == 0 and (doc["completed"], doc["lost"]) == (30, 0)

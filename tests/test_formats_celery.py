@@ -2,7 +2,6 @@
 (its task_success hook records completions); Celery's send_task produces, `queuestorm drain --protocol celery`
 works; and kombu's visibility-timeout redelivery of what a killed drain held."""
 
-import json
 import signal
 import subprocess
 import sys
@@ -10,50 +9,24 @@ import time
 
 import pytest
 
-from queuestorm.jobs import JobEncoder
-from queuestorm.ledger import Ledger
-from queuestorm.protocols import make_protocol
 
-from helpers import ROOT, queuestorm
+from helpers import ROOT, check_report, drain_until_empty, enqueue_jobs, start_run
 
 celery = pytest.importorskip("celery")
 
 JOBS = 300
 
 
-def start_run(r, run_id, queue):
-    ledger = Ledger(r, run_id)
-    ledger.create_run({"protocol": "celery", "queue": queue})
-    producer = ledger.register_producer()
-    return producer, JobEncoder(run_id, producer.producer_id, 10)
 
 
-def enqueue(r, queue, run_id, n):
-    protocol = make_protocol("celery", queue)
-    producer, encoder = start_run(r, run_id, queue)
-    for _ in range(n):
-        seq = producer.next_seq()
-        protocol.enqueue(r, encoder.encode(seq))
-        producer.enqueued(seq)
-    producer.close()
 
 
-def check(redis_url, run_id, tmp_path):
-    report = tmp_path / f"{run_id}.json"
-    result = queuestorm("check", "--run-id", run_id, "--ledger-url", redis_url, "--json", str(report))
-    with open(report) as f:
-        return result.returncode, json.load(f)
 
 
-def drain(redis_url, queue, *extra):
-    result = queuestorm("drain", "--redis-url", redis_url, "--protocol", "celery", "--queue", queue, "--until-empty",
-                        "--block", "0.3", "--concurrency", "4", *extra, timeout=60)
-    assert result.returncode == 0, result.stderr
-    return json.loads(result.stdout.strip().splitlines()[-1])
 
 
 def test_a_real_celery_worker_runs_queuestorm_tasks(r, redis_url, queue, run_id, tmp_path):
-    enqueue(r, queue, run_id, JOBS)
+    enqueue_jobs(r, "celery", queue, run_id, JOBS)
     assert r.smembers(f"_kombu.binding.{queue}") == {f"{queue}\x06\x16\x06\x16{queue}".encode()}
     completions = f"queuestorm:{{{run_id}}}:completions"
     with open(tmp_path / "celery.log", "w") as log:
@@ -68,27 +41,27 @@ def test_a_real_celery_worker_runs_queuestorm_tasks(r, redis_url, queue, run_id,
         finally:
             proc.send_signal(signal.SIGTERM)
             proc.wait(30)
-    code, doc = check(redis_url, run_id, tmp_path)
+    code, doc = check_report(redis_url, run_id, tmp_path)
     assert code == 0 and (doc["completed"], doc["lost"], doc["duplicated"]) == (JOBS, 0, 0)
     assert r.llen(queue) == 0 and r.hlen("unacked") == 0
 
 
 def test_queuestorm_drains_tasks_celery_sent(r, redis_url, queue, run_id, tmp_path):
     app = celery.Celery(broker=redis_url)
-    producer, encoder = start_run(r, run_id, queue)
+    producer, encoder = start_run(r, run_id, "celery", queue)
     for _ in range(JOBS):
         seq = producer.next_seq()
         app.send_task("queuestorm.work", args=[encoder.encode(seq).decode()], queue=queue)
         producer.enqueued(seq)
     producer.close()
-    drain(redis_url, queue)
-    code, doc = check(redis_url, run_id, tmp_path)
+    drain_until_empty(redis_url, "celery", queue)
+    code, doc = check_report(redis_url, run_id, tmp_path)
     assert code == 0 and (doc["completed"], doc["lost"], doc["duplicated"]) == (JOBS, 0, 0)
     assert r.llen(queue) == 0 and r.hlen("unacked") == 0 and r.zcard("unacked_index") == 0
 
 
 def test_a_killed_drain_s_tasks_come_back_after_the_visibility_timeout(r, redis_url, queue, run_id, tmp_path):
-    enqueue(r, queue, run_id, 30)
+    enqueue_jobs(r, "celery", queue, run_id, 30)
     proc = subprocess.Popen(
         [sys.executable, "-m", "queuestorm", "drain", "--redis-url", redis_url, "--protocol", "celery",
          "--queue", queue, "--concurrency", "5", "--work-ms", "5000", "--block", "0.3"],
@@ -99,18 +72,18 @@ def test_a_killed_drain_s_tasks_come_back_after_the_visibility_timeout(r, redis_
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert r.hlen("unacked") == 5
-    final = drain(redis_url, queue, "--visibility-timeout", "1")
-    code, doc = check(redis_url, run_id, tmp_path)
+    final = drain_until_empty(redis_url, "celery", queue, "--visibility-timeout", "1")
+    code, doc = check_report(redis_url, run_id, tmp_path)
     assert code == 0 and (doc["completed"], doc["lost"], final["recovered"]) == (30, 0, 5)
     assert r.hlen("unacked") == 0
 
 
 def test_drain_consumes_every_queue_of_a_worker_s_queue_list(r, redis_url, queue, run_id, tmp_path):
     other = queue + "-low"
-    enqueue(r, queue, run_id, JOBS // 2)
-    enqueue(r, other, run_id + "b", JOBS // 2)
-    drain(redis_url, f"{queue},{other}")
+    enqueue_jobs(r, "celery", queue, run_id, JOBS // 2)
+    enqueue_jobs(r, "celery", other, run_id + "b", JOBS // 2)
+    drain_until_empty(redis_url, "celery", f"{queue},{other}")
     for run in (run_id, run_id + "b"):
-        code, doc = check(redis_url, run, tmp_path)
+        code, doc = check_report(redis_url, run, tmp_path)
         assert code == 0 and (doc["completed"], doc["lost"], doc["duplicated"]) == (JOBS // 2, 0, 0)
     assert r.llen(queue) == r.llen(other) == 0 and r.hlen("unacked") == 0

@@ -2,7 +2,6 @@
 callback records completions); rq's Queue.enqueue produces, `queuestorm drain --protocol rq` works; a killed
 worker's jobs are failed at their deadline, as RQ's started-registry cleanup does."""
 
-import json
 import signal
 import subprocess
 import sys
@@ -12,34 +11,23 @@ import zlib
 import pytest
 
 from queuestorm.jobs import JobEncoder, decode
-from queuestorm.ledger import Ledger
 from queuestorm.protocols import make_protocol
 from queuestorm.protocols.rq import FUNC, marker_of
 
-from helpers import ROOT, queuestorm
+from helpers import ROOT, check_report, queuestorm, start_run
 
 rq = pytest.importorskip("rq")
 
 JOBS = 300
 
 
-def producer_for(r, run_id, queue):
-    ledger = Ledger(r, run_id)
-    ledger.create_run({"protocol": "rq", "queue": queue})
-    producer = ledger.register_producer()
-    return producer, JobEncoder(run_id, producer.producer_id, 10)
 
 
-def check(redis_url, run_id, tmp_path):
-    report = tmp_path / f"{run_id}.json"
-    result = queuestorm("check", "--run-id", run_id, "--ledger-url", redis_url, "--json", str(report))
-    with open(report) as f:
-        return result.returncode, json.load(f)
 
 
 def test_a_real_rq_worker_runs_queuestorm_jobs(r, redis_url, queue, run_id, tmp_path):
     protocol = make_protocol("rq", queue)
-    producer, encoder = producer_for(r, run_id, queue)
+    producer, encoder = start_run(r, run_id, "rq", queue)
     for _ in range(JOBS):
         seq = producer.next_seq()
         protocol.enqueue(r, encoder.encode(seq))
@@ -50,7 +38,7 @@ def test_a_real_rq_worker_runs_queuestorm_jobs(r, redis_url, queue, run_id, tmp_
     worker = rq.SimpleWorker([rq_queue], connection=r)
     assert worker.work(burst=True)
     assert rq_queue.count == 0 and rq_queue.finished_job_registry.count == JOBS
-    code, doc = check(redis_url, run_id, tmp_path)
+    code, doc = check_report(redis_url, run_id, tmp_path)
     assert code == 0 and (doc["completed"], doc["lost"], doc["duplicated"]) == (JOBS, 0, 0)
 
 
@@ -58,7 +46,7 @@ def test_queuestorm_drains_jobs_rq_enqueued(r, redis_url, queue, run_id, tmp_pat
     from queuestorm.hooks.rq import work
 
     rq_queue = rq.Queue(queue, connection=r)
-    producer, encoder = producer_for(r, run_id, queue)
+    producer, encoder = start_run(r, run_id, "rq", queue)
     jobs = []
     for _ in range(JOBS):
         seq = producer.next_seq()
@@ -68,7 +56,7 @@ def test_queuestorm_drains_jobs_rq_enqueued(r, redis_url, queue, run_id, tmp_pat
     result = queuestorm("drain", "--redis-url", redis_url, "--protocol", "rq", "--queue", queue, "--until-empty",
                         "--block", "0.3", "--concurrency", "4", timeout=60)
     assert result.returncode == 0, result.stderr
-    code, doc = check(redis_url, run_id, tmp_path)
+    code, doc = check_report(redis_url, run_id, tmp_path)
     assert code == 0 and (doc["completed"], doc["lost"], doc["duplicated"]) == (JOBS, 0, 0)
     assert rq_queue.count == 0 and rq_queue.finished_job_registry.count == JOBS
     assert {job.get_status(refresh=True) for job in jobs} == {"finished"}
@@ -77,7 +65,7 @@ def test_queuestorm_drains_jobs_rq_enqueued(r, redis_url, queue, run_id, tmp_pat
 
 def test_a_killed_drain_s_jobs_are_failed_at_their_deadline_as_rq_does(r, redis_url, queue, run_id, tmp_path):
     protocol = make_protocol("rq", queue)
-    producer, encoder = producer_for(r, run_id, queue)
+    producer, encoder = start_run(r, run_id, "rq", queue)
     for _ in range(30):
         seq = producer.next_seq()
         protocol.enqueue(r, encoder.encode(seq))
@@ -102,13 +90,13 @@ def test_a_killed_drain_s_jobs_are_failed_at_their_deadline_as_rq_does(r, redis_
     protocol.recover_abandoned(r)
     assert sorted(rq_queue.failed_job_registry.get_job_ids()) == sorted(held)
     assert {rq.job.Job.fetch(i, connection=r).get_status() for i in held} == {"failed"}
-    code, doc = check(redis_url, run_id, tmp_path)
+    code, doc = check_report(redis_url, run_id, tmp_path)
     assert code == 1 and (doc["completed"], doc["lost"], doc["duplicated"]) == (25, 5, 0)
 
 
 def test_a_job_stuck_in_the_intermediate_list_fails_after_a_minute_as_rq_does(r, queue, run_id):
     protocol = make_protocol("rq", queue)
-    producer, encoder = producer_for(r, run_id, queue)
+    producer, encoder = start_run(r, run_id, "rq", queue)
     protocol.enqueue(r, encoder.encode(producer.next_seq()))
     job_id = r.lmove(f"rq:queue:{queue}", f"rq:queue:{queue}:intermediate")  # a fetch whose reply was lost
     r.rpush(f"rq:queue:{queue}:intermediate", "gone")  # a job hash that no longer exists

@@ -13,11 +13,10 @@ import pytest
 import redis
 
 from queuestorm.jobs import JobEncoder, decode
-from queuestorm.ledger import Ledger
-from queuestorm.protocols import make_protocol
 from queuestorm.protocols.sidekiq import marker_of
 
-from helpers import ROOT, queuestorm, start_redis_server
+from helpers import (ROOT, check_report, drain_until_empty, enqueue_jobs, start_redis_server,
+                     start_run)
 
 JOBS = 300
 HOOK = os.path.join(ROOT, "hooks", "sidekiq", "queuestorm.rb")
@@ -33,35 +32,12 @@ GO_WORKERS2_JOB = ('{"queue":"default","class":"QueuestormJob","args":[%s],"jid"
                    '"enqueued_at":1631906124.4731379,"at":1631906124.473137}')
 
 
-def start_run(r, run_id, protocol, queue):
-    ledger = Ledger(r, run_id)
-    ledger.create_run({"protocol": protocol, "queue": queue})
-    producer = ledger.register_producer()
-    return producer, JobEncoder(run_id, producer.producer_id, 10)
 
 
-def enqueue(r, protocol_name, queue, run_id, n, ledger=None):
-    protocol = make_protocol(protocol_name, queue)
-    producer, encoder = start_run(ledger or r, run_id, protocol_name, queue)
-    for _ in range(n):
-        seq = producer.next_seq()
-        protocol.enqueue(r, encoder.encode(seq))
-        producer.enqueued(seq)
-    producer.close()
 
 
-def check(redis_url, run_id, tmp_path):
-    report = tmp_path / f"{run_id}.json"
-    result = queuestorm("check", "--run-id", run_id, "--ledger-url", redis_url, "--json", str(report))
-    with open(report) as f:
-        return result.returncode, json.load(f)
 
 
-def drain(redis_url, protocol, queue, *extra):
-    result = queuestorm("drain", "--redis-url", redis_url, "--protocol", protocol, "--queue", queue, "--until-empty",
-                        "--block", "0.3", "--concurrency", "4", *extra, timeout=60)
-    assert result.returncode == 0, result.stderr
-    return json.loads(result.stdout.strip().splitlines()[-1])
 
 
 @pytest.mark.parametrize("protocol, fields", [
@@ -69,7 +45,7 @@ def drain(redis_url, protocol, queue, *extra):
     ("go-workers2", ["queue", "class", "args", "jid", "enqueued_at", "at"]),
 ])
 def test_enqueue_writes_the_library_job_json_on_its_keys(protocol, fields, r, queue, run_id):
-    enqueue(r, protocol, queue, run_id, 1)
+    enqueue_jobs(r, protocol, queue, run_id, 1)
     assert r.smembers("queues") >= {queue.encode()}
     job = json.loads(r.lindex(f"queue:{queue}", 0))
     assert list(job) == fields
@@ -91,11 +67,11 @@ def test_the_marker_is_read_from_jobs_the_libraries_wrote(fixture):
 @pytest.mark.parametrize("protocol", ["sidekiq", "go-workers2"])
 def test_drain_completes_every_job_once_over_several_queues(protocol, r, redis_url, queue, run_id, tmp_path):
     other = queue + "-low"
-    enqueue(r, protocol, queue, run_id, JOBS // 2)
-    enqueue(r, protocol, other, run_id + "b", JOBS // 2)
-    drain(redis_url, protocol, f"{queue},{other}")
+    enqueue_jobs(r, protocol, queue, run_id, JOBS // 2)
+    enqueue_jobs(r, protocol, other, run_id + "b", JOBS // 2)
+    drain_until_empty(redis_url, protocol, f"{queue},{other}")
     for run in (run_id, run_id + "b"):
-        code, doc = check(redis_url, run, tmp_path)
+        code, doc = check_report(redis_url, run, tmp_path)
         assert code == 0 and (doc["completed"], doc["lost"], doc["duplicated"]) == (JOBS // 2, 0, 0)
     assert r.llen(f"queue:{queue}") == r.llen(f"queue:{other}") == 0
 
@@ -104,7 +80,7 @@ def test_drain_completes_every_job_once_over_several_queues(protocol, r, redis_u
 def test_sigkill_holding_jobs(protocol, r, redis_url, queue, run_id, tmp_path):
     """Sidekiq's basic fetch loses what a hard-killed worker held; go-workers2 runs it again when the same
     ProcessID comes back."""
-    enqueue(r, protocol, queue, run_id, 30)
+    enqueue_jobs(r, protocol, queue, run_id, 30)
     proc = subprocess.Popen(
         [sys.executable, "-m", "queuestorm", "drain", "--redis-url", redis_url, "--protocol", protocol,
          "--queue", queue, "--concurrency", "5", "--work-ms", "5000", "--block", "0.3", "--consumer-id", "victim"],
@@ -117,8 +93,8 @@ def test_sigkill_holding_jobs(protocol, r, redis_url, queue, run_id, tmp_path):
     assert r.llen(f"queue:{queue}") == 25
     if protocol == "go-workers2":
         assert r.llen(f"queue:{queue}:victim:inprogress") == 5
-    final = drain(redis_url, protocol, queue, "--consumer-id", "victim")
-    code, doc = check(redis_url, run_id, tmp_path)
+    final = drain_until_empty(redis_url, protocol, queue, "--consumer-id", "victim")
+    code, doc = check_report(redis_url, run_id, tmp_path)
     if protocol == "sidekiq":
         assert code == 1 and (doc["lost"], doc["completed"]) == (5, 25)
     else:
@@ -141,10 +117,10 @@ def run_sidekiq_until(redis_url, queue, done, log_path, **env):
 
 @no_sidekiq
 def test_a_real_sidekiq_runs_queuestorm_jobs(r, redis_url, queue, run_id, tmp_path):
-    enqueue(r, "sidekiq", queue, run_id, JOBS)
+    enqueue_jobs(r, "sidekiq", queue, run_id, JOBS)
     completions = f"queuestorm:{{{run_id}}}:completions"
     run_sidekiq_until(redis_url, queue, lambda: int(r.get(completions) or 0) >= JOBS, tmp_path / "sidekiq.log")
-    code, doc = check(redis_url, run_id, tmp_path)
+    code, doc = check_report(redis_url, run_id, tmp_path)
     assert code == 0 and (doc["completed"], doc["lost"], doc["duplicated"]) == (JOBS, 0, 0)
     assert r.llen(f"queue:{queue}") == 0
 
@@ -155,11 +131,11 @@ def test_the_sidekiq_hook_records_in_a_separate_ledger(r, redis_url, queue, run_
     ledger_url = f"redis://127.0.0.1:{port}/0"
     ledger = redis.Redis(port=port)
     try:
-        enqueue(r, "sidekiq", queue, run_id, 50, ledger=ledger)
+        enqueue_jobs(r, "sidekiq", queue, run_id, 50, ledger=ledger)
         completions = f"queuestorm:{{{run_id}}}:completions"
         run_sidekiq_until(redis_url, queue, lambda: int(ledger.get(completions) or 0) >= 50, tmp_path / "sidekiq.log",
                           QS_LEDGER_URL=ledger_url)
-        code, doc = check(ledger_url, run_id, tmp_path)
+        code, doc = check_report(ledger_url, run_id, tmp_path)
         assert code == 0 and (doc["completed"], doc["lost"], doc["duplicated"]) == (50, 0, 0)
         assert not r.keys(f"queuestorm:{{{run_id}}}:*")
     finally:
@@ -184,6 +160,6 @@ def test_queuestorm_drains_jobs_the_real_sidekiq_client_pushed(r, redis_url, que
         producer.enqueued(seq)
     producer.close()
     assert r.llen(f"queue:{queue}") == JOBS
-    drain(redis_url, "sidekiq", queue)
-    code, doc = check(redis_url, run_id, tmp_path)
+    drain_until_empty(redis_url, "sidekiq", queue)
+    code, doc = check_report(redis_url, run_id, tmp_path)
     assert code == 0 and (doc["completed"], doc["lost"], doc["duplicated"]) == (JOBS, 0, 0)

@@ -1,6 +1,5 @@
 """Each protocol end to end, and what each loses when a drain process is SIGKILLed holding jobs."""
 
-import json
 import signal
 import subprocess
 import sys
@@ -10,49 +9,25 @@ import psutil
 import pytest
 import redis
 
-from queuestorm.jobs import JobEncoder
-from queuestorm.ledger import Ledger
 from queuestorm.protocols import make_protocol
 
-from helpers import ROOT, queuestorm
+from helpers import ROOT, check_report, drain_until_empty, enqueue_jobs
 
 PROTOCOLS = ["list", "reliable", "stream"]
 
 
-def enqueue(r, protocol_name, queue, run_id, n):
-    protocol = make_protocol(protocol_name, queue)
-    ledger = Ledger(r, run_id)
-    ledger.create_run({"protocol": protocol_name, "queue": queue})
-    producer = ledger.register_producer()
-    encoder = JobEncoder(run_id, producer.producer_id, 10)
-    for _ in range(n):
-        seq = producer.next_seq()
-        protocol.enqueue(r, encoder.encode(seq))
-        producer.enqueued(seq)
-    producer.close()
 
 
-def drain_until_empty(redis_url, protocol, queue, *extra):
-    result = queuestorm("drain", "--redis-url", redis_url, "--protocol", protocol, "--queue", queue,
-                        "--until-empty", "--block", "0.3", "--concurrency", "4", *extra, timeout=60)
-    assert result.returncode == 0, result.stderr
-    return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def check(redis_url, run_id, tmp_path):
-    report = tmp_path / f"{run_id}.json"
-    result = queuestorm("check", "--run-id", run_id, "--ledger-url", redis_url, "--json", str(report),
-                        "--max-duplicated", "1000")
-    with open(report) as f:
-        return result.returncode, json.load(f)
 
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)
 def test_every_job_completes_exactly_once(protocol, r, redis_url, queue, run_id, tmp_path):
-    enqueue(r, protocol, queue, run_id, 500)
+    enqueue_jobs(r, protocol, queue, run_id, 500)
     final = drain_until_empty(redis_url, protocol, queue)
     assert final["completed"] == 500
-    code, doc = check(redis_url, run_id, tmp_path)
+    code, doc = check_report(redis_url, run_id, tmp_path, "--max-duplicated", "1000")
     assert code == 0 and (doc["completed"], doc["lost"], doc["duplicated"]) == (500, 0, 0)
     assert make_protocol(protocol, queue).depth(r) == 0
 
@@ -74,7 +49,7 @@ def in_flight(r, protocol, queue, consumer):
 def test_sigkill_of_a_drain_holding_jobs(protocol, restart_as, r, redis_url, queue, run_id, tmp_path):
     """list loses exactly the jobs in flight; reliable and stream lose none, whether the same consumer id comes
     back (it takes its own jobs back at once) or another consumer reaps them after the visibility timeout."""
-    enqueue(r, protocol, queue, run_id, 30)
+    enqueue_jobs(r, protocol, queue, run_id, 30)
     proc = subprocess.Popen(
         [sys.executable, "-m", "queuestorm", "drain", "--redis-url", redis_url, "--protocol", protocol,
          "--queue", queue, "--concurrency", "5", "--work-ms", "5000", "--block", "0.3",
@@ -91,7 +66,7 @@ def test_sigkill_of_a_drain_holding_jobs(protocol, restart_as, r, redis_url, que
 
     consumer = "victim" if restart_as == "same" else "rescuer"
     final = drain_until_empty(redis_url, protocol, queue, "--consumer-id", consumer, "--visibility-timeout", "1")
-    code, doc = check(redis_url, run_id, tmp_path)
+    code, doc = check_report(redis_url, run_id, tmp_path, "--max-duplicated", "1000")
     if protocol == "list":
         assert code == 1 and doc["lost"] == held and doc["completed"] == 30 - held
     else:

@@ -6,7 +6,7 @@ import shutil
 
 import pytest
 
-from helpers import ROOT, free_port
+from helpers import free_port
 from test_webui import get_json, start_web_run, wait_for
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
