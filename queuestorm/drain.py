@@ -17,7 +17,7 @@ from .jobs import decode
 from .keys import foreign_jobs_key
 from .latency import LocalHistogram
 from .ledger import CompletionRecorder
-from .protocols import Delivery, make_protocol, require_server_version
+from .protocols import Delivery, Protocol, make_protocol, require_server_version
 from .vitals import VitalsSampler
 
 NETWORK_ERRORS = (redis.ConnectionError, redis.TimeoutError, OSError)
@@ -76,7 +76,9 @@ class DrainWorker:
         self._histogram = LocalHistogram()
         self._last_stats_at: float | None = None
         self._last_count = 0
-        self._held: set[bytes] = set()  # bodies fetched and not yet acknowledged, for protocol.sweep_orphans
+        # bodies fetched and not yet acknowledged, for the protocols that sweep their own orphans
+        sweeps = type(self.protocol).sweep_orphans is not Protocol.sweep_orphans
+        self._held: set[bytes] | None = set() if sweeps else None
         self.completed_by_run: dict[str, int] = {}
         self._run_last_seen: dict[str, float] = {}
         self.vitals = VitalsSampler("drain", name=self.consumer_id)
@@ -132,14 +134,17 @@ class DrainWorker:
                 if time.monotonic() - started < self.block_seconds / 2:
                     gevent.sleep(min(0.1, self.block_seconds))  # the server did not block: never busy-spin
                 continue
-            bodies = [d.body for d in deliveries]
-            self._held.update(bodies)
+            held = self._held
+            if held is not None:
+                bodies = [d.body for d in deliveries]
+                held.update(bodies)
             try:
                 self._handle(target, recorder, deliveries)
             except NETWORK_ERRORS as e:  # retried for RECORD_RETRY_SECONDS: left unacknowledged, for redelivery
                 self._error(e)
             finally:
-                self._held.difference_update(bodies)
+                if held is not None:
+                    held.difference_update(bodies)
 
     def _connect(self, url: str, **options) -> redis.Redis | None:
         """run() checked both URLs: a refusal now (maxclients, a restarting server) is waited out, until stopped."""
@@ -237,7 +242,7 @@ class DrainWorker:
                 if now - last_reap >= protocol.visibility_timeout / 2:
                     self.recovered += protocol.recover_abandoned(client)
                     last_reap = now
-                if now - last_sweep >= sweep_every:
+                if self._held is not None and now - last_sweep >= sweep_every:
                     returned, suspects = protocol.sweep_orphans(client, set(self._held), suspects)
                     self.recovered += returned
                     last_sweep = now

@@ -21,6 +21,7 @@ from locust.runners import LocalRunner, WorkerRunner
 from . import plugin
 from .connection import DRAIN_CLIENT, LOAD_CLIENT, connect
 from .failures import classified
+from .timing import timed
 from .jobs import decode
 from .keys import RunKeys
 from .ledger import CompletionRecorder
@@ -85,16 +86,20 @@ class DynoFleet:
     def _dispatch(self) -> None:
         self._client = connect(self.runtime.load_url, check=False, name=LOAD_CLIENT)
         runtime, request = self.runtime, self.environment.events.request
-        rate = self.config.tasks_per_second or plugin.current_rate_share(self.environment)
-        if rate <= 0:
+        if not (self.config.tasks_per_second or runtime.pacer.rate):
             log.error("dyno workers need --tasks-per-second or --rate: no task is sent")
             return
-        sent_total, started, turn = 0, time.monotonic(), 0
+        credit, last, turn = 0.0, time.monotonic(), 0
         while True:
             gevent.sleep(TICK)
-            due = int((time.monotonic() - started) * rate) - sent_total
+            now = time.monotonic()
+            # the rate share is read each tick: the master re-splits --rate when Locust workers join or leave
+            credit += (now - last) * (self.config.tasks_per_second or runtime.pacer.rate)
+            last = now
+            due = int(credit)
             if due <= 0 or not self.workers:
                 continue
+            credit -= due
             batch = []
             for _ in range(due):
                 worker = self.workers[turn % len(self.workers)]
@@ -120,7 +125,6 @@ class DynoFleet:
                     self._note_backlog(worker)
                 else:
                     runtime.recorder.maybe_enqueued(seq)
-            sent_total += len(batch)
 
     def _note_backlog(self, worker: WorkerState) -> None:
         worker.max_backlog = max(worker.max_backlog, worker.backlog)
@@ -162,19 +166,12 @@ def _work_off(fleet: DynoFleet, worker: WorkerState) -> None:
 
 def _timed(fleet: DynoFleet, worker: WorkerState, name: str, operation) -> Exception | None:
     """Run one step as a timed Locust event, kept in the worker's own means too; returns its error, if any."""
-    started = time.perf_counter()
-    error = None
-    try:
+    with timed(fleet.environment.events.request, EVENT_TYPE, name) as request:
         operation()
-    except Exception as e:  # noqa: BLE001 — every failure is a failed Locust request
-        error = e
-    elapsed = (time.perf_counter() - started) * 1000
     timing = worker.timings[name]
-    timing[0] += elapsed
+    timing[0] += request.response_time
     timing[1] += 1
-    fleet.environment.events.request.fire(request_type=EVENT_TYPE, name=name, response_time=elapsed,
-                                          response_length=0, exception=classified(error), context={})
-    return error
+    return request.exception
 
 
 def _do_task(fleet: DynoFleet, worker: WorkerState, client, ledger: CompletionRecorder, body: bytes) -> None:

@@ -4,6 +4,7 @@ Roles follow Locust's runners: a standalone run does everything; a master sets t
 the workers and checks at the end; a worker only produces.
 """
 
+import functools
 import logging
 import os
 import sys
@@ -145,9 +146,11 @@ class Coordinator:
         self.faults.start()
 
     def start_sampling(self) -> None:
+        if self.connections is not None:
+            self.connections.stop()  # a web UI runs several tests in one process
         if self.real_redis:
-            self.connections = ConnectionSampler(connect(self.config.redis_url, role="target Redis"),
-                                                 self.config.connection_limit)
+            # the target's own client: one more connection would count in the peak it measures
+            self.connections = ConnectionSampler(self.target, self.config.connection_limit)
             self.connections.start()
 
     def stop_faults(self) -> None:
@@ -168,6 +171,9 @@ class Coordinator:
 
     def start_load(self) -> None:
         self.load_started = time.monotonic()
+        self.sampler.stop()  # the previous test's, in a web UI
+        if self.timeline is not None:
+            self.timeline.stop()
         self.sampler = VitalsSampler(self.sampler.role, ping_url=self.config.load_url or self.config.redis_url)
         self.sampler.start()
         if self.board is not None:
@@ -275,7 +281,7 @@ class Coordinator:
             write_json(verdict, c.report)
         self.environment.process_exit_code = EXIT_PASS if verdict.passed else EXIT_FAILED
 
-    @property
+    @functools.cached_property
     def protocol(self) -> Protocol:
         return make_protocol(self.config.protocol, self.config.queue, visibility_timeout=self.config.visibility_timeout)
 
@@ -327,7 +333,7 @@ def _on_init(environment, runner=None, web_ui=None, **_):
     state.coordinator = Coordinator(environment, config)
     try:
         state.coordinator.setup()
-    except UsageError as e:
+    except (UsageError, redis.RedisError) as e:  # RedisError: a read-only replica, an ACL without the commands
         state.coordinator.shutdown()
         _fail(str(e))
     webui.install(environment, web_ui)
@@ -363,7 +369,10 @@ class _State:
             self.runtime.pacer.set_rate(self.rate_share)  # already producing for this run: only the share moved
             return
         self.config = RunConfig(**data)
-        self.runtime = ProducerRuntime(self.config, environment)
+        try:
+            self.runtime = ProducerRuntime(self.config, environment)
+        except UsageError as e:  # what this worker's machine lacks (a protocol's package) though the master has it
+            _fail(str(e))
         if self.start_wanted:  # the load started before the configuration arrived (a worker joining mid-run)
             self.start_producing()
 
@@ -393,10 +402,6 @@ class _State:
         if self.reporter is not None:
             self.reporter.finish()
             self.reporter = None
-
-
-def current_rate_share(environment) -> float:
-    return environment.queuestorm.rate_share
 
 
 def dyno_fleet(environment, factory):
@@ -450,7 +455,13 @@ def _on_test_start(environment, **_):
     if state.coordinator is not None:
         _apply_start_form(environment, state)
         state.coordinator.start_load()
-        state.coordinator.start_faults()
+        try:
+            state.coordinator.start_faults()
+        except UsageError as e:  # the target refused the faults' admin connection: the test cannot run as asked
+            print(f"queuestorm: error: {e}", file=sys.stderr, flush=True)
+            environment.process_exit_code = EXIT_CANNOT_RUN
+            gevent.spawn(environment.runner.quit)
+            return
         state.coordinator.start_sampling()
         state.coordinator.stats_line = stats_line.start(environment, state.coordinator.ledger)
         if state.config.warmup:

@@ -3,7 +3,6 @@
 import logging
 
 import gevent
-import gevent.event
 import redis
 
 from .connection import LOAD_CLIENT, connect
@@ -27,7 +26,6 @@ class ProducerRuntime:
         self.environment = environment
         self.protocol = make_protocol(config.protocol, config.queue)
         self.pacer = Pacer(0)
-        self.ready = gevent.event.Event()
         self.recorder: ProducerRecorder | None = None
         self.encoder: JobEncoder | None = None
         self._greenlets: list[gevent.Greenlet] = []
@@ -52,14 +50,12 @@ class ProducerRuntime:
         self.environment.events.request.add_listener(self._count_request)
         log.info("producer %s of run %s started (rate share %s/s)", self.recorder.producer_id, self.config.run_id,
                  rate_share or "unlimited")
-        self.ready.set()
 
     def stop(self) -> None:
         if self._greenlets:
             self.environment.events.request.remove_listener(self._count_request)
         gevent.killall(self._greenlets)
         self._greenlets = []
-        self.ready.clear()
         if self.recorder is not None:
             self._close_recorder()
 

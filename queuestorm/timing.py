@@ -11,7 +11,8 @@ from .failures import classified
 
 
 class timed:
-    __slots__ = ("hook", "request_type", "name", "response_length", "start_time", "_started", "exception")
+    __slots__ = ("hook", "request_type", "name", "response_length", "start_time", "_started", "exception",
+                 "response_time")
 
     def __init__(self, hook, request_type: str, name: str, response_length: int = 0):
         self.hook = hook
@@ -26,7 +27,7 @@ class timed:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> bool:
-        response_time = (time.perf_counter() - self._started) * 1000
+        self.response_time = response_time = (time.perf_counter() - self._started) * 1000
         swallowed = exc_type is not None and issubclass(exc_type, Exception)
         if swallowed:
             self.exception = classified(exc)

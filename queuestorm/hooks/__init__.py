@@ -5,6 +5,7 @@ import time
 
 import redis
 
+from ..connection import connect
 from ..jobs import decode
 from ..ledger import CompletionRecorder
 
@@ -32,6 +33,9 @@ def record_completion(body: bytes | str, fallback_url: str | None = None, client
     key = url or f"client-{id(client)}"
     recorder = _recorders.get(key)
     if recorder is None:
-        recorder = _recorders[key] = CompletionRecorder(redis.Redis.from_url(url) if url else client)
+        # connect(): one attempt per command (a retried BITFIELD that had landed would be a false duplicate), and a
+        # bad URL is one line naming it; pooled, as library workers call hooks from several threads
+        client = connect(url, check=False, single=False, role="ledger Redis") if url else client
+        recorder = _recorders[key] = CompletionRecorder(client)
     recorder.record([(job, (time.time() - job.enqueued_at) * 1000)])
     return True

@@ -35,6 +35,14 @@ def _bullmq():
     return Path(bullmq.__file__).parent / "commands", msgpack
 
 
+def _script_source(commands: Path, script: str) -> str:
+    path = next(commands.glob(f"{script}-*.lua"), None)
+    if path is None:
+        raise UsageError(f"--protocol bullmq: the installed bullmq package has no commands/{script}-*.lua "
+                         "(a bullmq version queuestorm does not know)")
+    return path.read_text()
+
+
 def marker_of(data: bytes | None) -> bytes | None:
     """queuestorm's job body from a job's `data` (the marker object, or the marker as a JSON string)."""
     if not data:
@@ -61,7 +69,8 @@ class BullMQProtocol(Protocol):
         super().__init__(queue, consumer_id, visibility_timeout)
         self.base = f"{PREFIX}:{queue}:"
         self.lock_ms = int(visibility_timeout * 1000)
-        self._commands, self._msgpack = _bullmq()
+        commands, self._msgpack = _bullmq()
+        self._sources = {script: _script_source(commands, script) for script in SCRIPTS}
         self._scripts: dict = {}
         self._held: dict[bytes, str] = {}  # job id -> lock token, for extendLocks
 
@@ -73,9 +82,7 @@ class BullMQProtocol(Protocol):
 
     def _script(self, client: redis.Redis, name: str):
         if not self._scripts:
-            for script in SCRIPTS:
-                path = next(self._commands.glob(f"{script}-*.lua"))
-                self._scripts[script] = client.register_script(path.read_text())
+            self._scripts = {script: client.register_script(text) for script, text in self._sources.items()}
         return self._scripts[name]
 
     def _pack(self, value) -> bytes:

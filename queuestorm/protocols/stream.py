@@ -7,6 +7,7 @@ entry trimmed unread is a lost job. The protocol assumes one consumer group per 
 
 import redis
 
+from ..errors import UsageError
 from .base import Delivery, Protocol
 
 GROUP = "queuestorm"
@@ -26,6 +27,9 @@ class StreamProtocol(Protocol):
         try:
             client.execute_command("XGROUP", "CREATE", self.queue, GROUP, "0", "MKSTREAM")
         except redis.ResponseError as e:
+            if "WRONGTYPE" in str(e):
+                raise UsageError(f"--queue {self.queue!r} holds something other than a stream "
+                                 "(another --protocol's queue?)") from None
             if "BUSYGROUP" not in str(e):
                 raise
 
