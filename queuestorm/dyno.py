@@ -69,9 +69,7 @@ class DynoFleet:
         self.config = config
         self.keys = RunKeys(config.run_id)
         self.workers: list[WorkerState] = []
-        self.started = time.monotonic()
         self._dispatcher: gevent.Greenlet | None = None
-        self._client = None
         self._stopping = False
 
     def add_worker(self) -> WorkerState:
@@ -84,7 +82,7 @@ class DynoFleet:
         return worker
 
     def _dispatch(self) -> None:
-        self._client = connect(self.runtime.load_url, check=False, name=LOAD_CLIENT)
+        client = connect(self.runtime.load_url, check=False, name=LOAD_CLIENT)
         runtime, request = self.runtime, self.environment.events.request
         if not (self.config.tasks_per_second or runtime.pacer.rate):
             log.error("dyno workers need --tasks-per-second or --rate: no task is sent")
@@ -106,7 +104,7 @@ class DynoFleet:
                 turn += 1
                 seq = runtime.recorder.next_seq()
                 batch.append((worker, seq, runtime.encoder.encode(seq)))
-            pipe = self._client.pipeline(transaction=False)
+            pipe = client.pipeline(transaction=False)
             for worker, _, body in batch:
                 pipe.lpush(worker.queue, body)
             t0 = time.perf_counter()

@@ -1,6 +1,7 @@
 """Options of the generator-consumer scenario (seed 002), and the rules they define: work time, invalid jobs."""
 
 import argparse
+import math
 import random
 from dataclasses import dataclass
 from fractions import Fraction
@@ -15,7 +16,7 @@ def work_range(text: str) -> tuple[float, float]:
         bounds = (float(low), float(high if sep else low))
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected MIN-MAX milliseconds (like 1-5), got {text!r}") from None
-    if bounds[0] < 0 or bounds[1] < bounds[0]:
+    if not all(map(math.isfinite, bounds)) or bounds[0] < 0 or bounds[1] < bounds[0]:
         raise argparse.ArgumentTypeError(f"expected 0 <= MIN <= MAX milliseconds, got {text!r}")
     return bounds
 
@@ -43,8 +44,8 @@ def _at_least(low: float, kind=float):
             value = kind(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-        if value < low:
-            raise argparse.ArgumentTypeError(f"must be at least {low}, got {text!r}")
+        if not math.isfinite(value) or value < low:
+            raise argparse.ArgumentTypeError(f"must be a finite number of at least {low}, got {text!r}")
         return value
     return check
 

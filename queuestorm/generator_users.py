@@ -6,7 +6,6 @@ import itertools
 import logging
 import os
 import socket
-import sys
 import time
 
 import gevent
@@ -16,11 +15,12 @@ from locust.user.users import LOCUST_STATE_STOPPING
 
 from . import plugin
 from .connection import LOAD_CLIENT, connect
-from .errors import EXIT_CANNOT_RUN
+from .failures import classified
 from .generator_lock import GeneratorLock
 from .generator_options import GeneratorSettings
 from .jobs import decode
 from .ledger import CompletionRecorder
+from .timing import timed
 
 log = logging.getLogger("queuestorm")
 
@@ -79,9 +79,9 @@ class Generation:
         body = qs.encoder.encode(seq)
         confirmed = False
         try:
-            with user.environment.events.request.measure(qs.protocol.name, "enqueue", len(body)) as meta:
+            with timed(user.environment.events.request, qs.protocol.name, "enqueue", len(body)) as request:
                 qs.protocol.enqueue(user.client, body)
-            confirmed = meta["exception"] is None
+            confirmed = request.exception is None
         finally:
             if confirmed:
                 recorder.enqueued(seq)
@@ -112,7 +112,7 @@ class _QueueUser(User):
     def _become_generator(self, how: str) -> bool:
         """Try the lock (SET NX PX): of all the users trying at once, exactly one wins."""
         acquired = False
-        with self.environment.events.request.measure("generator", "acquire"):
+        with timed(self.environment.events.request, "generator", "acquire"):
             acquired = self.lock.acquire()
         if acquired:
             self.generation = Generation(self, self.lock, self.settings)
@@ -195,7 +195,7 @@ class ConsumerUser(_QueueUser):
 
     def _check_generator(self) -> None:
         holder = ""
-        with self.environment.events.request.measure("generator", "check"):
+        with timed(self.environment.events.request, "generator", "check"):
             holder = self.lock.holder()
         if holder is None:
             self._become_generator("took over")
@@ -215,7 +215,7 @@ class ConsumerUser(_QueueUser):
         body = deliveries[0].body if deliveries else b""
         self.environment.events.request.fire(
             request_type=qs.protocol.name, name="fetch", response_time=(time.perf_counter() - started) * 1000,
-            response_length=len(body), exception=exception, context={})
+            response_length=len(body), exception=classified(exception), context={})
         if exception is not None:
             time.sleep(0.1)
             return False
@@ -224,7 +224,7 @@ class ConsumerUser(_QueueUser):
         if job is not None:
             self.recorder.record([(job, (time.time() - job.enqueued_at) * 1000)])
         if job is None or self.settings.is_invalid(job.seq):
-            with self.environment.events.request.measure(qs.protocol.name, "error", len(body)):
+            with timed(self.environment.events.request, qs.protocol.name, "error", len(body)):
                 self.client.lpush(self.settings.error_queue, body)
         return True
 
@@ -243,9 +243,8 @@ def _on_init(environment, runner=None, **_):
         state = getattr(environment, "queuestorm", None)
         if state is not None and state.coordinator is not None:
             state.coordinator.shutdown()
-        print(f"queuestorm: error: --protocol {options.protocol!r}: {ours[0].__name__} speaks only "
-              f"{', '.join(PROTOCOLS)} (LPUSH/BRPOP, seed 002)", file=sys.stderr, flush=True)
-        sys.exit(EXIT_CANNOT_RUN)
+        plugin._fail(f"--protocol {options.protocol!r}: {ours[0].__name__} speaks only "
+                     f"{', '.join(PROTOCOLS)} (LPUSH/BRPOP, seed 002)")
     if options is None:
         return
     GeneratorUser.fixed_count = int(options.generators)

@@ -9,6 +9,7 @@ not completed (a job younger than that may simply be in flight). The last line, 
 """
 
 import argparse
+import math
 import json
 import logging
 import sys
@@ -29,7 +30,7 @@ def _seconds(text) -> float:
         value = float(text)
     except ValueError:
         value = -1.0
-    if value < 0:
+    if not math.isfinite(value) or value < 0:
         raise argparse.ArgumentTypeError(f"expected seconds (0 = off), got {text!r}")
     return value
 

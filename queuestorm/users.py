@@ -41,7 +41,7 @@ class EnqueueUser(User):
                 self.client = DirectConnection(connect(self.qs.load_url, check=False, name=LOAD_CLIENT,
                                                        read_buffer=READ_BUFFER))
             except UsageError as e:
-                raise redis.ConnectionError(str(e.__cause__ or e).split(": ", 1)[-1]) from None
+                raise redis.ConnectionError(str(e).split(": ", 1)[-1]) from None
         return request.exception is None
 
     def on_stop(self):

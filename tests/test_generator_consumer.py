@@ -43,7 +43,6 @@ def test_consumers_drain_every_job_and_park_exactly_the_invalid_ones(tmp_path, r
 
     error_queue = f"{queue}:errors"
     invalid_seqs = {seq for seq in range(doc["enqueued"]) if seq % 5 == 4}  # ratio 1/5, one producer
-    assert len(invalid_seqs) == expected_invalid(doc["enqueued"], "0.2")
     assert r.llen(error_queue) == len(invalid_seqs) + 1  # + the foreign message
 
     printed = queuestorm("errors", "--redis-url", redis_url, "--queue", queue)
@@ -111,6 +110,9 @@ def test_invalid_jobs_are_exactly_floor_n_times_ratio(ratio):
     (["--consumer-work-ms", "5-1"], "--consumer-work-ms"),
     (["--invalid-ratio", "2"], "--invalid-ratio"),
     (["--generator-interval-ms", "x"], "--generator-interval-ms"),
+    (["--generator-check-seconds", "inf"], "--generator-check-seconds"),
+    (["--consumer-work-ms", "nan"], "--consumer-work-ms"),
+    (["--stats-line", "nan"], "--stats-line"),
     (["--protocol", "stream"], "--protocol 'stream'"),
 ])
 def test_bad_scenario_options_exit_2_naming_the_option(args, option, redis_url):
