@@ -69,9 +69,10 @@ class EnqueueUser(User):
             with timed(self.environment.events.request, qs.protocol.name, "enqueue", len(body)) as request:
                 command = qs.protocol.enqueue_command(body)
                 if command is None:
-                    qs.protocol.enqueue(self.client.client, body)
+                    self.client.run(qs.protocol.enqueue, body)
                 else:
                     self.client.call(*command)
+                    request.round_trip = self.client.round_trip
             confirmed = request.exception is None
         finally:
             if confirmed:

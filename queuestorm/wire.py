@@ -6,18 +6,80 @@ about half the time of an enqueue (docs/performance.md). This calls the Connecti
 packer, its parser, its connect and handshake, its error classes, its disconnect on failure. Only the write is
 done here, with socket.send, because sendall is where gevent spends the time.
 
+Under gevent (Locust's case) three more things are done here, measured in docs/performance.md:
+- the reply is waited for before the first read, so a read does not first fail with EAGAIN;
+- `round_trip` is the Redis round trip: from just before the send to the kernel's receive timestamp of the reply
+  (SO_TIMESTAMPNS), so the time a greenlet waits for the event loop to run it again, reply in hand, is not
+  counted. The reply's first bytes are read here with recvmsg_into, into redis-py's hiredis reader, which parses
+  them as if it had read them itself (a separate MSG_PEEK for the stamp cost a system call per command). None
+  where no stamp came back: not Linux, TLS, another parser, the system's first packets after time-stamping was
+  switched on;
+- the socket timeout is enforced by one hub timer for all connections (`Watchdog`) rather than by a gevent
+  Timeout started and cancelled on every wait: a call still in flight after the timeout gets socket.timeout thrown
+  into its greenlet, as gevent's Timeout does, within one tick after the timeout (a tenth of it, 50 ms to 1 s).
+
 Errors read as they do through execute_command with retries off: a reset, EOF or timeout disconnects the
 connection and raises redis.ConnectionError / redis.TimeoutError (the next call reconnects); a server error raises
 redis.ResponseError and keeps the connection.
 """
 
 import socket
+import struct
+import sys
+import time
+import weakref
 
 import redis
+from gevent import getcurrent, get_hub, monkey
 from redis.utils import HIREDIS_AVAILABLE
 
 if HIREDIS_AVAILABLE:
     from hiredis import pack_command as _hiredis_pack
+
+MIN_TICK, MAX_TICK = 0.05, 1.0
+SO_TIMESTAMPNS = 35  # Linux's; not in Python's socket module
+_TIMESPEC = struct.Struct("qq")
+_STAMP_SPACE = socket.CMSG_SPACE(_TIMESPEC.size) if hasattr(socket, "CMSG_SPACE") else 0
+
+
+class Watchdog:
+    """Throws socket.timeout into the greenlet of any call in flight for longer than its connection's timeout."""
+
+    def __init__(self):
+        self.calls = weakref.WeakSet()
+        self.timer = None
+        self.tick = MAX_TICK
+
+    def watch(self, call: "DirectConnection") -> None:
+        self.calls.add(call)
+        tick = min(MAX_TICK, max(MIN_TICK, call.timeout / 10))
+        if self.timer is None or tick < self.tick:
+            if self.timer is not None:
+                self.timer.close()
+            self.tick = tick
+            self.timer = get_hub().loop.timer(tick, tick, ref=False)  # never keeps the process alive by itself
+            self.timer.start(self._expire)
+
+    def _expire(self) -> None:
+        now = time.monotonic()
+        late = [c for c in self.calls if c.since and now - c.since > c.timeout]
+        for call in late:
+            # each throw runs that greenlet until it waits again, by when a call seen late may have ended or a new
+            # one started after `now`
+            if call.since and now - call.since > call.timeout and not call.owner.dead:
+                call.owner.throw(socket.timeout("timed out"))
+
+
+def _round_trip(ancillary, sent_at: float) -> float | None:
+    for level, kind, data in ancillary:
+        if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(data) >= _TIMESPEC.size:
+            seconds, nanoseconds = _TIMESPEC.unpack_from(data)
+            round_trip = seconds + nanoseconds * 1e-9 - sent_at
+            return round_trip if round_trip >= 0 else None  # the wall clock stepped back mid-call
+    return None
+
+
+_watchdogs: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()  # one per hub (per thread)
 
 
 class DirectConnection:
@@ -25,6 +87,35 @@ class DirectConnection:
         self.client = client  # owns the connection; close() goes through it
         self.conn = client.connection or client.connection_pool.get_connection()
         self._pack = self._pack_hiredis if HIREDIS_AVAILABLE else self.conn.pack_command
+        self.since, self.owner = 0.0, None
+        self.round_trip: float | None = None  # seconds, of the last call()
+        self.timeout = self.conn.socket_timeout
+        self._gevent = monkey.is_module_patched("socket")
+        if self._gevent and self.timeout:
+            self.conn.socket_timeout = None  # the watchdog enforces it; the handshake and reads wait without a Timeout
+            hub = get_hub()
+            if hub not in _watchdogs:
+                _watchdogs[hub] = Watchdog()
+            _watchdogs[hub].watch(self)
+            if self.conn._sock is not None:
+                self.conn._sock.settimeout(None)
+        self._stamping = False
+        if self._gevent and _STAMP_SPACE and sys.platform.startswith("linux"):
+            self.conn.register_connect_callback(self._stamp_replies)
+            if self.conn._sock is not None:
+                self._stamp_replies(self.conn)
+
+    def _stamp_replies(self, conn) -> None:
+        """On every new socket: ask the kernel to time-stamp what arrives (plain TCP or Unix sockets only)."""
+        sock, parser = conn._sock, conn._parser
+        # a TLS socket's bytes must go through its own reads; the reply goes straight into a hiredis reader
+        self._stamping = (type(sock) is socket.socket and isinstance(getattr(parser, "_buffer", None), bytearray)
+                          and getattr(parser, "_reader", None) is not None)
+        if self._stamping:
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+            except OSError:
+                self._stamping = False
 
     @staticmethod
     def _pack_hiredis(*args):
@@ -33,21 +124,38 @@ class DirectConnection:
     def call(self, *args):
         conn = self.conn
         packed = self._pack(*args)
-        if conn._sock is None:
-            conn.send_packed_command(packed, check_health=False)  # connects first, then sends
-        else:
-            self._send(packed)
-        return conn.read_response()
+        self.owner, self.since = getcurrent(), time.monotonic()
+        self.round_trip = None
+        try:
+            if conn._sock is None:
+                conn.send_packed_command(packed, check_health=False)  # connects first, then sends
+            else:
+                sent_at = time.time()  # the kernel's stamps are wall-clock time
+                self._send(packed)
+                if self._gevent:
+                    self._await_reply(sent_at)
+            return conn.read_response()
+        finally:
+            self.since = 0.0
+
+    def run(self, function, *args):
+        """`function(redis_client, *args)`: a command through redis-py on this connection, under the same watchdog."""
+        self.owner, self.since = getcurrent(), time.monotonic()
+        try:
+            return function(self.client, *args)
+        finally:
+            self.since = 0.0
 
     def _send(self, packed) -> None:
         conn = self.conn
         data = packed[0] if len(packed) == 1 else b"".join(packed)
+        sock = conn._sock
         try:
-            sent = conn._sock.send(data)
+            sent = sock.send(data)
             if sent < len(data):  # the kernel's buffer took only part of it
                 view = memoryview(data)
                 while sent < len(data):
-                    sent += conn._sock.send(view[sent:])
+                    sent += sock.send(view[sent:])
         except socket.timeout:
             conn.disconnect()
             raise redis.TimeoutError("Timeout writing to socket") from None
@@ -56,6 +164,27 @@ class DirectConnection:
             raise redis.ConnectionError(f"Error {e.errno} while writing to socket. {e.strerror or e}.") from None
         except BaseException:
             conn.disconnect()  # a half-written command leaves the connection unusable
+            raise
+
+    def _await_reply(self, sent_at: float) -> None:
+        conn = self.conn
+        sock = conn._sock
+        try:
+            sock._wait(sock._read_event)
+            if self._stamping:
+                parser = conn._parser
+                read, ancillary, _, _ = sock.recvmsg_into([parser._buffer], _STAMP_SPACE)
+                if read:  # at EOF, redis-py's own read finds the EOF again and raises as it always does
+                    parser._reader.feed(parser._buffer, 0, read)
+                self.round_trip = _round_trip(ancillary, sent_at)
+        except socket.timeout:
+            conn.disconnect()
+            raise redis.TimeoutError("Timeout reading from socket") from None
+        except OSError as e:
+            conn.disconnect()
+            raise redis.ConnectionError(f"Error while reading from socket: {e}") from None
+        except BaseException:
+            conn.disconnect()  # the reply still on its way would be read as the next command's
             raise
 
     def close(self) -> None:

@@ -1,6 +1,9 @@
 """The load's direct command path must fail exactly as redis-py's execute_command does with retries off."""
 
+import time
 import uuid
+
+import gevent
 
 import pytest
 import redis
@@ -60,15 +63,90 @@ def test_a_connection_killed_by_the_server_raises_connection_error_then_reconnec
     assert direct.call("ECHO", b"after") == b"after"
 
 
+def short_timeout(redis_port, seconds=0.2):
+    return DirectConnection(redis.Redis(port=redis_port, socket_timeout=seconds, single_connection_client=True,
+                                        retry=Retry(NoBackoff(), 0)))
+
+
 def test_a_timeout_raises_timeout_error_and_drops_the_connection_so_no_late_reply_is_misread(redis_port, r, queue):
-    client = redis.Redis(port=redis_port, socket_timeout=0.2, single_connection_client=True, retry=Retry(NoBackoff(), 0))
-    direct = DirectConnection(client)
+    direct = short_timeout(redis_port)
+    started = time.monotonic()
     with pytest.raises(redis.TimeoutError):
         direct.call("BLPOP", queue, 2)
+    assert 0.2 <= time.monotonic() - started < 1.0
     r.lpush(queue, b"job")  # a BLPOP still waiting on the server would take it, and the next call would read it
     assert direct.call("ECHO", b"mine") == b"mine"
     assert r.lrange(queue, 0, -1) == [b"job"]
     direct.close()
+
+
+def test_under_gevent_the_timeout_is_the_watchdogs_not_a_timeout_per_wait(redis_port):
+    direct = short_timeout(redis_port)
+    assert direct.call("ECHO", b"x") == b"x"
+    assert direct.conn._sock.gettimeout() is None  # gevent starts no Timeout on the socket's waits
+    direct.close()
+
+
+def test_a_redis_py_command_run_on_the_connection_is_under_the_same_timeout(redis_port, queue):
+    direct = short_timeout(redis_port)
+    started = time.monotonic()
+    with pytest.raises(redis.TimeoutError):
+        direct.run(lambda client: client.blpop(queue, 2))  # with no socket timeout left, it would wait 2 s
+    assert time.monotonic() - started < 1.0
+    assert direct.run(lambda client: client.echo("back")) == b"back"
+    direct.close()
+
+
+def test_a_slow_call_within_the_timeout_completes_and_no_timeout_arrives_after_it(redis_port, queue):
+    direct = short_timeout(redis_port, seconds=0.6)
+    assert direct.call("BLPOP", queue, 0.3) is None
+    gevent.sleep(0.8)  # a late throw from the watchdog would land here
+    assert direct.call("ECHO", b"fine") == b"fine"
+    direct.close()
+
+
+def test_only_the_call_that_hangs_times_out(redis_port, queue):
+    stuck, busy = short_timeout(redis_port), short_timeout(redis_port)
+
+    def echo_for(seconds):
+        deadline, count = time.monotonic() + seconds, 0
+        while time.monotonic() < deadline:
+            assert busy.call("ECHO", b"ok") == b"ok"
+            count += 1
+        return count
+
+    echoing = gevent.spawn(echo_for, 0.6)
+    with pytest.raises(redis.TimeoutError):
+        stuck.call("BLPOP", queue, 2)
+    assert echoing.get(timeout=5) > 10  # raised nothing while the other timed out
+    stuck.close()
+    busy.close()
+
+
+def stamped_call(direct, *args):
+    """The system switches kernel time-stamping on a moment after the first socket asks: retry until it has."""
+    for _ in range(50):
+        reply = direct.call(*args)
+        if direct.round_trip is not None:
+            return reply
+        gevent.sleep(0.02)
+    raise AssertionError("no reply carried a kernel timestamp")
+
+
+def test_the_round_trip_is_taken_from_the_kernels_stamp_so_a_busy_event_loop_does_not_count(direct):
+    stamped_call(direct, "ECHO", b"warm")
+
+    def hog_the_loop():
+        deadline = time.perf_counter() + 0.2
+        while time.perf_counter() < deadline:  # never yields: the reply waits, read, for the loop
+            pass
+
+    gevent.spawn(hog_the_loop)
+    started = time.perf_counter()
+    assert direct.call("ECHO", b"x" * 1000) == b"x" * 1000
+    stopwatch = time.perf_counter() - started
+    assert stopwatch >= 0.2
+    assert direct.round_trip is not None and 0 < direct.round_trip < 0.05
 
 
 class Recorded:
@@ -92,9 +170,23 @@ def test_timed_fires_one_event_per_call_and_records_an_exception_as_the_failure(
     assert all(e["response_time"] >= 0 and e["start_time"] > 0 for e in hook.events)
 
 
-def test_timed_lets_a_greenlet_kill_through():
-    import gevent
+def test_timed_records_the_round_trip_when_given_and_the_stopwatch_in_the_context():
+    hook = Recorded()
+    with timed(hook, "list", "enqueue") as request:
+        time.sleep(0.01)
+        request.round_trip = 0.002
+    with timed(hook, "list", "enqueue") as request:
+        request.round_trip = 5.0  # longer than the stopwatch: not a round trip of this call
+    with timed(hook, "list", "enqueue") as request:
+        request.round_trip = 0.002
+        raise redis.ConnectionError("reset")
+    stamped, impossible, failed = hook.events
+    assert stamped["response_time"] == pytest.approx(2.0) and stamped["context"]["stopwatch"] >= 10
+    assert impossible["response_time"] < 1000 and impossible["context"] == {}
+    assert failed["response_time"] != pytest.approx(2.0) and failed["context"] == {}
 
+
+def test_timed_lets_a_greenlet_kill_through():
     with pytest.raises(gevent.GreenletExit):
         with timed(Recorded(), "list", "enqueue"):
             raise gevent.GreenletExit()
