@@ -56,11 +56,11 @@ def build_ledger(client: redis.Redis, run_id: str, jobs: int, producers: int) ->
     return expected
 
 
-def main():
+def main(argv=None) -> dict:
     parser = argparse.ArgumentParser()
     parser.add_argument("--jobs", type=int, default=10_000_000)
     parser.add_argument("--producers", type=int, default=4)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     server = private_server()
     url = f"redis://127.0.0.1:{server.port}/0"
     run_id = "bench-check-10m"
@@ -86,6 +86,7 @@ def main():
           f"completed {verdict['completed']:,}")
     print(f"checker process: {seconds:.2f} s wall, peak RSS {usage.ru_maxrss / 1024:.1f} MB "
           f"(goal: <= 5 s, <= 50 MB)")
+    return {"seconds": seconds, "peak_mb": usage.ru_maxrss / 1024, "correct": got == expected}
 
 
 if __name__ == "__main__":

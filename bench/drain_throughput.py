@@ -39,7 +39,7 @@ def drain(url: str, protocol: str, queue: str, concurrency: int, expected: int) 
             "errors": worker.errors}
 
 
-def main():
+def main(argv=None) -> dict:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=float, default=6)
     parser.add_argument("--rounds", type=int, default=3)
@@ -51,16 +51,16 @@ def main():
     parser.add_argument("--protocol")
     parser.add_argument("--queue")
     parser.add_argument("--expected", type=int)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if args.child == "enqueue":
         from enqueue_throughput import measure
 
         print(json.dumps(measure("queuestorm", args.url, args.seconds, args.users, args.protocol, args.queue,
                                  keep_queue=True)))
-        return
+        return {}
     if args.child == "drain":
         print(json.dumps(drain(args.url, args.protocol, args.queue, args.concurrency, args.expected)))
-        return
+        return {}
     protocols = args.protocols.split(",")
     server = private_server()
     url = f"redis://127.0.0.1:{server.port}/0"
@@ -87,6 +87,7 @@ def main():
     for protocol, rows in results.items():
         print(f"  {protocol:>8}: enqueue {median([e for e, _ in rows]):>8,.0f}/s  drain "
               f"{median([d for _, d in rows]):>8,.0f}/s  drain/enqueue {median([d / e for e, d in rows]):.2f}x")
+    return {protocol: median([d / e for e, d in rows]) for protocol, rows in results.items()}
 
 
 if __name__ == "__main__":

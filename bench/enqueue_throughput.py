@@ -10,6 +10,7 @@ round, the ratio of queuestorm's user to each naive one (median over rounds).
   naive-per-user   each user owns a redis.Redis(single_connection_client=True)
   queuestorm       queuestorm.users.EnqueueUser, `list` protocol, ledger on (the target)
   queuestorm-noledger  the same with the ledger's recording stubbed out (for the ledger-cost goal)
+  queuestorm-nostamp   the same without the kernel's receive timestamps (what the true round trip costs)
 """
 
 import argparse
@@ -20,7 +21,7 @@ import time
 
 from harness import median, private_server, process_cpu_seconds, report_rounds, run_child
 
-VARIANTS = ("naive-pooled", "naive-per-user", "queuestorm", "queuestorm-noledger")
+VARIANTS = ("naive-pooled", "naive-per-user", "queuestorm", "queuestorm-noledger", "queuestorm-nostamp")
 PAYLOAD = 1024
 WARMUP = 2.0
 
@@ -71,6 +72,10 @@ def measure(variant: str, url: str, seconds: float, users: int, protocol: str = 
         env = Environment(user_classes=[EnqueueUser], events=events, parsed_options=options)
         runner = env.create_local_runner()
         events.init.fire(environment=env, runner=runner, web_ui=None)
+        if variant == "queuestorm-nostamp":
+            from queuestorm import wire
+
+            wire.DirectConnection._stamp_replies = lambda self, conn: None
         if variant == "queuestorm-noledger":
             @events.test_start.add_listener
             def _null_recorder(environment, **_):
@@ -104,7 +109,7 @@ def measure(variant: str, url: str, seconds: float, users: int, protocol: str = 
             "total": stats.num_requests - stats.num_failures}
 
 
-def main():
+def main(argv=None) -> dict:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=float, default=8)
     parser.add_argument("--rounds", type=int, default=3)
@@ -114,12 +119,12 @@ def main():
     parser.add_argument("--variant")
     parser.add_argument("--url")
     parser.add_argument("--server-pid", type=int, default=0)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if args.child:
         import json
 
         print(json.dumps(measure(args.variant, args.url, args.seconds, args.users, server_pid=args.server_pid)))
-        return
+        return {}
     variants = args.variants.split(",")
     server = private_server()
     url = f"redis://127.0.0.1:{server.port}/0"
@@ -150,7 +155,7 @@ def main():
                 ratios[f"queuestorm / {base}"] = ("queuestorm", base)
     if {"queuestorm", "queuestorm-noledger"} <= set(variants):
         ratios["noledger / ledger (cost)"] = ("queuestorm-noledger", "queuestorm")
-    report_rounds(rounds, ratios, "timed enqueue events/s")
+    events = report_rounds(rounds, ratios, "timed enqueue events/s")
     print()
     cpu_ratios = {}
     if {"queuestorm", "queuestorm-noledger"} <= set(variants):
@@ -161,6 +166,7 @@ def main():
         client = median([r[variant][0] for r in cores_rounds])
         server = median([r[variant][1] for r in cores_rounds])
         print(f"  {variant:<20} {client:4.2f} / {server:4.2f}")
+    return {"events_per_s": events, "rounds": rounds, "cpu_rounds": cpu_rounds}
 
 
 if __name__ == "__main__":

@@ -74,18 +74,18 @@ def measure(url: str, users: int, seconds: float) -> dict:
             "stopwatch": [percentile(stopwatch, p) for p in PERCENTILES]}
 
 
-def main():
+def main(argv=None) -> list:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=float, default=6)
     parser.add_argument("--users", default="1,50,500")
     parser.add_argument("--child", action="store_true")
     parser.add_argument("--url")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if args.child:
         import json
 
         print(json.dumps(measure(args.url, int(args.users), args.seconds)))
-        return
+        return []
     server = private_server()
     url = f"redis://127.0.0.1:{server.port}/0"
     try:
@@ -100,6 +100,7 @@ def main():
         cells = "  ".join(f"{rec:6.3f} / {sw:7.3f}  " for rec, sw in zip(r["recorded"], r["stopwatch"]))
         print(f"{r['users']:>5}  {r['events_per_s']:>8,.0f}  {r['server_us']:>9.2f}  {cells}")
     sys.stdout.flush()
+    return results
 
 
 if __name__ == "__main__":

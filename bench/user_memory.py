@@ -66,18 +66,18 @@ def measure(url: str, users: int, rate: float) -> dict:
             "kb_per_user": (after - before) / users / 1024, "enqueues": requests, "failures": failures}
 
 
-def main():
+def main(argv=None) -> dict:
     parser = argparse.ArgumentParser()
     parser.add_argument("--users", type=int, default=10_000)
     parser.add_argument("--rate", type=float, default=2000)
     parser.add_argument("--child", action="store_true")
     parser.add_argument("--url")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     if args.child:
         print(json.dumps(measure(args.url, args.users, args.rate)))
-        return
+        return {}
     if hard < args.users + 1000:
         sys.exit(f"the open-files limit ({hard}) is too low for {args.users} connections")
     server = RedisServer("--maxclients", str(args.users + 1000))
@@ -89,6 +89,7 @@ def main():
           f"{args.users:,}); {result['enqueues']:,} enqueues, {result['failures']} failed")
     print(f"RSS {result['rss_before_mb']:.0f} MB -> {result['rss_after_mb']:.0f} MB: "
           f"{result['kb_per_user']:.1f} KB per user (goal: <= 50 KB)")
+    return result
 
 
 if __name__ == "__main__":

@@ -70,15 +70,6 @@ class Watchdog:
                 call.owner.throw(socket.timeout("timed out"))
 
 
-def _round_trip(ancillary, sent_at: float) -> float | None:
-    for level, kind, data in ancillary:
-        if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(data) >= _TIMESPEC.size:
-            seconds, nanoseconds = _TIMESPEC.unpack_from(data)
-            round_trip = seconds + nanoseconds * 1e-9 - sent_at
-            return round_trip if round_trip >= 0 else None  # the wall clock stepped back mid-call
-    return None
-
-
 _watchdogs: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()  # one per hub (per thread)
 
 
@@ -173,10 +164,18 @@ class DirectConnection:
             sock._wait(sock._read_event)
             if self._stamping:
                 parser = conn._parser
-                read, ancillary, _, _ = sock.recvmsg_into([parser._buffer], _STAMP_SPACE)
+                try:
+                    read, ancillary, _, _ = sock._sock.recvmsg_into([parser._buffer], _STAMP_SPACE)
+                except BlockingIOError:
+                    return  # woken with nothing to read: redis-py's read waits for it, unstamped
                 if read:  # at EOF, redis-py's own read finds the EOF again and raises as it always does
                     parser._reader.feed(parser._buffer, 0, read)
-                self.round_trip = _round_trip(ancillary, sent_at)
+                if ancillary:
+                    level, kind, data = ancillary[0]
+                    if kind == SO_TIMESTAMPNS and level == socket.SOL_SOCKET:
+                        seconds, nanoseconds = _TIMESPEC.unpack(data)
+                        round_trip = seconds - sent_at + nanoseconds * 1e-9
+                        self.round_trip = round_trip if round_trip >= 0 else None  # the clock stepped back
         except socket.timeout:
             conn.disconnect()
             raise redis.TimeoutError("Timeout reading from socket") from None
