@@ -94,7 +94,7 @@ def main(argv=None) -> list:
     finally:
         server.stop()
     head = "  ".join(f"p{p:<2} rec / stopwatch" for p in PERCENTILES)
-    print(f"enqueue response time, ms (recorded = round trip; stopwatch = round trip + wait for the event loop)")
+    print("enqueue response time, ms (recorded = round trip; stopwatch = round trip + wait for the event loop)")
     print(f"{'users':>5}  {'events/s':>8}  {'server µs':>9}  {head}")
     for r in results:
         cells = "  ".join(f"{rec:6.3f} / {sw:7.3f}  " for rec, sw in zip(r["recorded"], r["stopwatch"]))

@@ -121,10 +121,7 @@ class DirectConnection:
             if conn._sock is None:
                 conn.send_packed_command(packed, check_health=False)  # connects first, then sends
             else:
-                sent_at = time.time()  # the kernel's stamps are wall-clock time
-                self._send(packed)
-                if self._gevent:
-                    self._await_reply(sent_at)
+                self._send(packed, time.time())  # the kernel's stamps are wall-clock time
             return conn.read_response()
         finally:
             self.since = 0.0
@@ -137,54 +134,47 @@ class DirectConnection:
         finally:
             self.since = 0.0
 
-    def _send(self, packed) -> None:
+    def _send(self, packed, sent_at: float) -> None:
+        """Writes the command and, under gevent, waits for the reply and reads its first bytes with their stamp."""
         conn = self.conn
         data = packed[0] if len(packed) == 1 else b"".join(packed)
         sock = conn._sock
+        doing = "writing to"
         try:
             sent = sock.send(data)
             if sent < len(data):  # the kernel's buffer took only part of it
                 view = memoryview(data)
                 while sent < len(data):
                     sent += sock.send(view[sent:])
+            if self._gevent:
+                doing = "reading from"
+                sock._wait(sock._read_event)
+                if self._stamping:
+                    self._read_stamped(sock, sent_at)
         except socket.timeout:
             conn.disconnect()
-            raise redis.TimeoutError("Timeout writing to socket") from None
+            raise redis.TimeoutError(f"Timeout {doing} socket") from None
         except OSError as e:
             conn.disconnect()
-            raise redis.ConnectionError(f"Error {e.errno} while writing to socket. {e.strerror or e}.") from None
+            raise redis.ConnectionError(f"Error {e.errno} while {doing} socket. {e.strerror or e}.") from None
         except BaseException:
-            conn.disconnect()  # a half-written command leaves the connection unusable
+            conn.disconnect()  # a half-written command, or a reply still on its way, would be misread later
             raise
 
-    def _await_reply(self, sent_at: float) -> None:
-        conn = self.conn
-        sock = conn._sock
+    def _read_stamped(self, sock, sent_at: float) -> None:
+        parser = self.conn._parser
         try:
-            sock._wait(sock._read_event)
-            if self._stamping:
-                parser = conn._parser
-                try:
-                    read, ancillary, _, _ = sock._sock.recvmsg_into([parser._buffer], _STAMP_SPACE)
-                except BlockingIOError:
-                    return  # woken with nothing to read: redis-py's read waits for it, unstamped
-                if read:  # at EOF, redis-py's own read finds the EOF again and raises as it always does
-                    parser._reader.feed(parser._buffer, 0, read)
-                if ancillary:
-                    level, kind, data = ancillary[0]
-                    if kind == SO_TIMESTAMPNS and level == socket.SOL_SOCKET:
-                        seconds, nanoseconds = _TIMESPEC.unpack(data)
-                        round_trip = seconds - sent_at + nanoseconds * 1e-9
-                        self.round_trip = round_trip if round_trip >= 0 else None  # the clock stepped back
-        except socket.timeout:
-            conn.disconnect()
-            raise redis.TimeoutError("Timeout reading from socket") from None
-        except OSError as e:
-            conn.disconnect()
-            raise redis.ConnectionError(f"Error while reading from socket: {e}") from None
-        except BaseException:
-            conn.disconnect()  # the reply still on its way would be read as the next command's
-            raise
+            read, ancillary, _, _ = sock._sock.recvmsg_into([parser._buffer], _STAMP_SPACE)
+        except BlockingIOError:
+            return  # woken with nothing to read: redis-py's read waits for it, unstamped
+        if read:  # at EOF, redis-py's own read finds the EOF again and raises as it always does
+            parser._reader.feed(parser._buffer, 0, read)
+        if ancillary:
+            level, kind, data = ancillary[0]
+            if kind == SO_TIMESTAMPNS and level == socket.SOL_SOCKET:
+                seconds, nanoseconds = _TIMESPEC.unpack(data)
+                round_trip = seconds - sent_at + nanoseconds * 1e-9
+                self.round_trip = round_trip if round_trip >= 0 else None  # the clock stepped back
 
     def close(self) -> None:
         self.client.close()

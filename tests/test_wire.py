@@ -1,5 +1,6 @@
 """The load's direct command path must fail exactly as redis-py's execute_command does with retries off."""
 
+import socket
 import time
 import uuid
 
@@ -13,7 +14,7 @@ from redis.retry import Retry
 from queuestorm.connection import connect
 from queuestorm.failures import RedisFailure
 from queuestorm.timing import timed
-from queuestorm.wire import DirectConnection
+from queuestorm.wire import SO_TIMESTAMPNS, DirectConnection
 
 
 @pytest.fixture
@@ -61,6 +62,7 @@ def test_a_connection_killed_by_the_server_raises_connection_error_then_reconnec
     with pytest.raises(redis.ConnectionError):
         direct.call("ECHO", b"lost")
     assert direct.call("ECHO", b"after") == b"after"
+    assert direct.conn._sock.getsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS) == 1  # the new socket is stamped too
 
 
 def short_timeout(redis_port, seconds=0.2):
