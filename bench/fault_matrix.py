@@ -32,7 +32,7 @@ FAULTS = {  # name -> (faults list, extra locust args)
     "restart-redis": ([{"kind": "restart-redis", "at": 2, "down_for": 1}], RESTART),
     "restart-redis + AOF": ([{"kind": "restart-redis", "at": 2, "down_for": 1}], RESTART + ["--aof"]),
 }
-COLUMNS = ("enqueued", "maybe_enqueued", "completed", "lost", "duplicated", "unexpected", "recovered")
+COLUMNS = ("enqueued", "maybe_enqueued", "not_sent", "completed", "lost", "duplicated", "unexpected", "recovered")
 
 
 def run_cell(protocol: str, fault: str, redis_url: str, workdir: str, a) -> dict:

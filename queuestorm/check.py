@@ -23,6 +23,7 @@ class Verdict:
     protocol: str
     enqueued: int = 0
     maybe_enqueued: int = 0
+    not_sent: int = 0
     completed: int = 0
     lost: int = 0
     duplicated: int = 0
@@ -109,6 +110,7 @@ def _check_producer(client: redis.Redis, keys: RunKeys, pid: int, v: Verdict, id
     if registered:
         v.producers += 1
         v.dropped += int(info.get(b"dropped", 0))
+        v.not_sent += int(info.get(b"not_sent", 0))
         if not closed:
             v.unclosed_producers.append(pid)
     unrecorded_unknown = registered and not closed  # seqs issued but never recorded: the producer died in between

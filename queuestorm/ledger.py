@@ -112,6 +112,7 @@ class ProducerRecorder:
         self.issued = 0
         self.confirmed = 0
         self.unconfirmed = 0
+        self.unsent = 0
         self._ok = BitmapBuffer()
         self._maybe = BitmapBuffer()
         self._unflushed = 0
@@ -135,6 +136,11 @@ class ProducerRecorder:
         self._maybe.set(seq)
         self._unflushed += 1
 
+    def not_sent(self, seq: int) -> None:
+        """Nothing of the command left (connecting failed): not enqueued. It gets no bit: were it ever completed, the
+        checker would call it unexpected."""
+        self.unsent += 1
+
     def flush(self) -> None:
         with self._lock:
             self._unflushed = 0
@@ -147,7 +153,7 @@ class ProducerRecorder:
                 if dirty is not None:
                     pipe.setrange(key, *dirty)
                     taken.append((bitmap, dirty))
-            pipe.hset(self.keys.producer(self.producer_id), "issued", issued)
+            pipe.hset(self.keys.producer(self.producer_id), mapping={"issued": issued, "not_sent": self.unsent})
             try:
                 pipe.execute()
             except BaseException:

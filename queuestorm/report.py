@@ -78,6 +78,7 @@ def render(v: Verdict, server_note: str | None = None) -> str:
         ("protocol", v.protocol),
         ("enqueued", v.enqueued),
         ("maybe enqueued", v.maybe_enqueued),
+        ("not sent (connect failed)", v.not_sent),
         ("completed", v.completed),
         ("lost", v.lost),
         ("duplicated", v.duplicated),

@@ -19,7 +19,8 @@ class EnqueueUser(User):
     """Enqueues jobs as fast as allowed (or at the --rate share of this process), one connection per user.
 
     Each enqueue is a timed Locust request (request_type = protocol, name = enqueue); its outcome goes to the
-    ledger: enqueued when the server confirmed it, maybe-enqueued when the call raised.
+    ledger: enqueued when the server confirmed it, maybe-enqueued when the call raised after sending, not sent
+    when it raised before any of the command left (the connection could not be made).
     """
 
     wait_time = constant(0)
@@ -77,5 +78,7 @@ class EnqueueUser(User):
         finally:
             if confirmed:
                 recorder.enqueued(seq)
-            else:
+            elif self.client.sent:
                 recorder.maybe_enqueued(seq)
+            else:
+                recorder.not_sent(seq)

@@ -80,6 +80,7 @@ class DirectConnection:
         self._pack = self._pack_hiredis if HIREDIS_AVAILABLE else self.conn.pack_command
         self.since, self.owner = 0.0, None
         self.round_trip: float | None = None  # seconds, of the last call()
+        self.sent = False  # whether any byte of the last call()'s command reached the kernel
         self.timeout = self.conn.socket_timeout
         self._gevent = monkey.is_module_patched("socket")
         if self._gevent and self.timeout:
@@ -116,12 +117,11 @@ class DirectConnection:
         conn = self.conn
         packed = self._pack(*args)
         self.owner, self.since = getcurrent(), time.monotonic()
-        self.round_trip = None
+        self.round_trip, self.sent = None, False
         try:
             if conn._sock is None:
-                conn.send_packed_command(packed, check_health=False)  # connects first, then sends
-            else:
-                self._send(packed, time.time())  # the kernel's stamps are wall-clock time
+                conn.connect()  # a failure here sent nothing of the command
+            self._send(packed, time.time())  # the kernel's stamps are wall-clock time
             return conn.read_response()
         finally:
             self.since = 0.0
@@ -129,6 +129,7 @@ class DirectConnection:
     def run(self, function, *args):
         """`function(redis_client, *args)`: a command through redis-py on this connection, under the same watchdog."""
         self.owner, self.since = getcurrent(), time.monotonic()
+        self.sent = True  # redis-py does not say how far it got
         try:
             return function(self.client, *args)
         finally:
@@ -142,6 +143,7 @@ class DirectConnection:
         doing = "writing to"
         try:
             sent = sock.send(data)
+            self.sent = True
             if sent < len(data):  # the kernel's buffer took only part of it
                 view = memoryview(data)
                 while sent < len(data):

@@ -4,8 +4,10 @@ import uuid
 from types import SimpleNamespace
 
 import redis
+from helpers import free_port
 from locust.env import Environment
 
+from queuestorm.check import check_run
 from queuestorm.connection import connect
 from queuestorm.jobs import JobEncoder, decode
 from queuestorm.ledger import Ledger
@@ -68,3 +70,18 @@ def test_a_protocol_that_needs_several_commands_enqueues_through_its_own_method(
     assert [type(getattr(e["exception"], "error", None)) for e in events] == [type(None), redis.ResponseError]
     assert r.llen(queue) == 2  # EXEC does not roll back the LPUSH: "maybe enqueued" is the truth
     assert [r.getbit(recorder.keys.maybe_enqueued(recorder.producer_id), s) for s in range(2)] == [0, 1]
+
+
+def test_a_connection_refused_before_anything_was_sent_is_not_enqueued_rather_than_maybe(redis_url, r, queue, run_id):
+    user, events, recorder, _ = make_user(redis_url, r, run_id, ListProtocol(queue))
+    user.enqueue()
+    user.client.conn.disconnect()
+    user.client.conn.port = free_port()  # the server is gone: nothing listens there
+    user.enqueue()
+    recorder.close()
+    assert type(events[1]["exception"].error) is redis.ConnectionError and not user.client.sent
+    keys, pid = recorder.keys, recorder.producer_id
+    assert [r.getbit(keys.enqueued(pid), 1), r.getbit(keys.maybe_enqueued(pid), 1)] == [0, 0]
+    Ledger(r, run_id).create_run({"protocol": "list"})
+    verdict = check_run(r, run_id)
+    assert (verdict.enqueued, verdict.maybe_enqueued, verdict.not_sent, verdict.lost) == (1, 0, 1, 1)
