@@ -30,7 +30,7 @@ import time
 import weakref
 
 import redis
-from gevent import getcurrent, get_hub, monkey
+from gevent import get_hub, getcurrent, monkey
 from redis.utils import HIREDIS_AVAILABLE
 
 if HIREDIS_AVAILABLE:
@@ -129,8 +129,11 @@ class DirectConnection:
     def run(self, function, *args):
         """`function(redis_client, *args)`: a command through redis-py on this connection, under the same watchdog."""
         self.owner, self.since = getcurrent(), time.monotonic()
-        self.sent = True  # redis-py does not say how far it got
+        self.sent = False
         try:
+            if self.conn._sock is None:
+                self.conn.connect()  # a failure here sent nothing
+            self.sent = True  # from here redis-py does not say how far it got
             return function(self.client, *args)
         finally:
             self.since = 0.0

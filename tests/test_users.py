@@ -3,6 +3,7 @@
 import uuid
 from types import SimpleNamespace
 
+import pytest
 import redis
 from helpers import free_port
 from locust.env import Environment
@@ -72,8 +73,10 @@ def test_a_protocol_that_needs_several_commands_enqueues_through_its_own_method(
     assert [r.getbit(recorder.keys.maybe_enqueued(recorder.producer_id), s) for s in range(2)] == [0, 1]
 
 
-def test_a_connection_refused_before_anything_was_sent_is_not_enqueued_rather_than_maybe(redis_url, r, queue, run_id):
-    user, events, recorder, _ = make_user(redis_url, r, run_id, ListProtocol(queue))
+@pytest.mark.parametrize("protocol", [ListProtocol, TwoCommandProtocol])
+def test_a_connection_refused_before_anything_was_sent_is_not_enqueued_rather_than_maybe(redis_url, r, queue, run_id,
+                                                                                        protocol):
+    user, events, recorder, _ = make_user(redis_url, r, run_id, protocol(queue))
     user.enqueue()
     user.client.conn.disconnect()
     user.client.conn.port = free_port()  # the server is gone: nothing listens there
