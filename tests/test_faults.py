@@ -149,13 +149,13 @@ def test_fault_cli_lowers_maxclients_and_restores_it_on_sigterm(redis_url, r):
 def test_fault_cli_pause_holds_writes_for_its_duration_then_lifts(redis_url, r, queue):
     proc = subprocess.Popen([sys.executable, "-m", "queuestorm", "fault", "pause", "--redis-url", redis_url,
                              "--duration", "1"], stderr=subprocess.PIPE, text=True)
-    time.sleep(0.5)  # the pause has started (or the LPUSH below would not wait at all)
+    said = proc.stderr.readline()  # printed once the pause is in force (the command's start-up can take a second)
+    assert "CLIENT PAUSE 1s write" in said, said + proc.stderr.read()
     started = time.monotonic()
     r.lpush(queue + "-paused", "x")
     waited = time.monotonic() - started
     assert proc.wait(10) == 0, proc.stderr.read()
     assert waited > 0.1
-    assert "CLIENT PAUSE 1s write" in proc.stderr.read()
 
 
 @pytest.mark.parametrize("args, message", [
