@@ -15,6 +15,7 @@ from locust.user.users import LOCUST_STATE_STOPPING
 
 from . import plugin
 from .connection import LOAD_CLIENT, connect
+from .enqueue import recorded_enqueue
 from .failures import classified
 from .generator_lock import GeneratorLock
 from .generator_options import GeneratorSettings
@@ -73,21 +74,9 @@ class Generation:
 
     def _push(self) -> None:
         user = self.user
-        qs = user.qs
-        recorder = qs.recorder
-        seq = recorder.next_seq()
-        body = qs.encoder.encode(seq)
-        confirmed = False
-        try:
-            with timed(user.environment.events.request, qs.protocol.name, "enqueue", len(body)) as request:
-                qs.protocol.enqueue(user.client, body)
-            confirmed = request.exception is None
-        finally:
-            if confirmed:
-                recorder.enqueued(seq)
-                self.pushed += 1
-            else:
-                recorder.maybe_enqueued(seq)
+        if recorded_enqueue(user.qs, user.environment.events.request,
+                            lambda body, _: user.qs.protocol.enqueue(user.client, body)):
+            self.pushed += 1
 
 
 class _QueueUser(User):

@@ -7,6 +7,7 @@ from locust.user.users import LOCUST_STATE_STOPPING
 
 from . import plugin  # noqa: F401  (registers queuestorm's options and events)
 from .connection import LOAD_CLIENT, connect
+from .enqueue import recorded_enqueue
 from .errors import UsageError
 from .timing import timed
 from .wire import DirectConnection
@@ -60,25 +61,17 @@ class EnqueueUser(User):
                 return
 
     def enqueue(self):
-        qs = self.qs
-        qs.pacer.wait()
-        recorder = qs.recorder
-        seq = recorder.next_seq()
-        body = qs.encoder.encode(seq)
-        confirmed = False
-        try:
-            with timed(self.environment.events.request, qs.protocol.name, "enqueue", len(body)) as request:
-                command = qs.protocol.enqueue_command(body)
-                if command is None:
-                    self.client.run(qs.protocol.enqueue, body)
-                else:
-                    self.client.call(*command)
-                    request.round_trip = self.client.round_trip
-            confirmed = request.exception is None
-        finally:
-            if confirmed:
-                recorder.enqueued(seq)
-            elif self.client.sent:
-                recorder.maybe_enqueued(seq)
-            else:
-                recorder.not_sent(seq)
+        self.qs.pacer.wait()
+        recorded_enqueue(self.qs, self.environment.events.request, self._send, self._was_sent)
+
+    def _send(self, body: bytes, request) -> None:
+        protocol = self.qs.protocol
+        command = protocol.enqueue_command(body)
+        if command is None:
+            self.client.run(protocol.enqueue, body)
+        else:
+            self.client.call(*command)
+            request.round_trip = self.client.round_trip
+
+    def _was_sent(self) -> bool:
+        return self.client.sent

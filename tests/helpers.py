@@ -3,6 +3,7 @@
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -106,3 +107,16 @@ def check_report(redis_url, run_id, tmp_path, *extra):
     result = queuestorm("check", "--run-id", run_id, "--ledger-url", redis_url, "--json", str(report), *extra)
     with open(report) as f:
         return result.returncode, json.load(f)
+
+
+def kill_drain_holding(redis_url, protocol, queue, holding, *extra):
+    """Start a drain (5 greenlets, 5 s of work per job) and SIGKILL it once `holding()` says it holds its jobs."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "queuestorm", "drain", "--redis-url", redis_url, "--protocol", protocol,
+         "--queue", queue, "--concurrency", "5", "--work-ms", "5000", "--block", "0.3", *extra],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT)
+    deadline = time.monotonic() + 20
+    while not holding() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()

@@ -5,15 +5,13 @@ back through BullMQ's stalled-job check."""
 
 import asyncio
 import json
-import signal
 import subprocess
 import sys
-import time
 
 import pytest
 
 
-from helpers import ROOT, check_report, drain_until_empty, enqueue_jobs, start_run
+from helpers import ROOT, check_report, drain_until_empty, enqueue_jobs, kill_drain_holding, start_run
 
 bullmq = pytest.importorskip("bullmq")
 
@@ -76,15 +74,8 @@ def test_queuestorm_drains_jobs_bullmq_added(r, redis_url, queue, run_id, tmp_pa
 
 def test_a_killed_drain_s_jobs_come_back_through_the_stalled_check(r, redis_url, queue, run_id, tmp_path):
     enqueue_jobs(r, "bullmq", queue, run_id, 30)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "queuestorm", "drain", "--redis-url", redis_url, "--protocol", "bullmq",
-         "--queue", queue, "--concurrency", "5", "--work-ms", "5000", "--block", "0.3", "--visibility-timeout", "1"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT)
-    deadline = time.monotonic() + 20
-    while r.llen(f"bull:{queue}:active") < 5 and time.monotonic() < deadline:
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    kill_drain_holding(redis_url, "bullmq", queue, lambda: r.llen(f"bull:{queue}:active") >= 5,
+                       "--visibility-timeout", "1")
     assert r.llen(f"bull:{queue}:active") == 5
     drain_until_empty(redis_url, "bullmq", queue, "--visibility-timeout", "1")
     code, doc = check_report(redis_url, run_id, tmp_path)

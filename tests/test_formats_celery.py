@@ -10,7 +10,7 @@ import time
 import pytest
 
 
-from helpers import ROOT, check_report, drain_until_empty, enqueue_jobs, start_run
+from helpers import ROOT, check_report, drain_until_empty, enqueue_jobs, kill_drain_holding, start_run
 
 celery = pytest.importorskip("celery")
 
@@ -62,15 +62,7 @@ def test_queuestorm_drains_tasks_celery_sent(r, redis_url, queue, run_id, tmp_pa
 
 def test_a_killed_drain_s_tasks_come_back_after_the_visibility_timeout(r, redis_url, queue, run_id, tmp_path):
     enqueue_jobs(r, "celery", queue, run_id, 30)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "queuestorm", "drain", "--redis-url", redis_url, "--protocol", "celery",
-         "--queue", queue, "--concurrency", "5", "--work-ms", "5000", "--block", "0.3"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT)
-    deadline = time.monotonic() + 20
-    while r.hlen("unacked") < 5 and time.monotonic() < deadline:
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    kill_drain_holding(redis_url, "celery", queue, lambda: r.hlen("unacked") >= 5)
     assert r.hlen("unacked") == 5
     final = drain_until_empty(redis_url, "celery", queue, "--visibility-timeout", "1")
     code, doc = check_report(redis_url, run_id, tmp_path)

@@ -2,9 +2,6 @@
 callback records completions); rq's Queue.enqueue produces, `queuestorm drain --protocol rq` works; a killed
 worker's jobs are failed at their deadline, as RQ's started-registry cleanup does."""
 
-import signal
-import subprocess
-import sys
 import time
 import zlib
 
@@ -14,7 +11,7 @@ from queuestorm.jobs import JobEncoder, decode
 from queuestorm.protocols import make_protocol
 from queuestorm.protocols.rq import FUNC, marker_of
 
-from helpers import ROOT, check_report, queuestorm, start_run
+from helpers import check_report, kill_drain_holding, queuestorm, start_run
 
 rq = pytest.importorskip("rq")
 
@@ -71,15 +68,7 @@ def test_a_killed_drain_s_jobs_are_failed_at_their_deadline_as_rq_does(r, redis_
         protocol.enqueue(r, encoder.encode(seq))
         producer.enqueued(seq)
     producer.close()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "queuestorm", "drain", "--redis-url", redis_url, "--protocol", "rq", "--queue", queue,
-         "--concurrency", "5", "--work-ms", "5000", "--block", "0.3"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT)
-    deadline = time.monotonic() + 20
-    while r.zcard(f"rq:wip:{queue}") < 5 and time.monotonic() < deadline:
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    kill_drain_holding(redis_url, "rq", queue, lambda: r.zcard(f"rq:wip:{queue}") >= 5)
     rq_queue = rq.Queue(queue, connection=r)
     held = [execution.rsplit(b":", 1)[0].decode() for execution in r.zrange(f"rq:wip:{queue}", 0, -1)]
     assert len(held) == 5 and {rq.job.Job.fetch(i, connection=r).get_status() for i in held} == {"started"}

@@ -6,7 +6,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 
 import pytest
@@ -15,7 +14,7 @@ import redis
 from queuestorm.jobs import JobEncoder, decode
 from queuestorm.protocols.sidekiq import marker_of
 
-from helpers import (ROOT, check_report, drain_until_empty, enqueue_jobs, start_redis_server,
+from helpers import (ROOT, check_report, drain_until_empty, enqueue_jobs, kill_drain_holding, start_redis_server,
                      start_run)
 
 JOBS = 300
@@ -81,15 +80,8 @@ def test_sigkill_holding_jobs(protocol, r, redis_url, queue, run_id, tmp_path):
     """Sidekiq's basic fetch loses what a hard-killed worker held; go-workers2 runs it again when the same
     ProcessID comes back."""
     enqueue_jobs(r, protocol, queue, run_id, 30)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "queuestorm", "drain", "--redis-url", redis_url, "--protocol", protocol,
-         "--queue", queue, "--concurrency", "5", "--work-ms", "5000", "--block", "0.3", "--consumer-id", "victim"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT)
-    deadline = time.monotonic() + 20
-    while r.llen(f"queue:{queue}") > 25 and time.monotonic() < deadline:
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    kill_drain_holding(redis_url, protocol, queue, lambda: r.llen(f"queue:{queue}") <= 25,
+                       "--consumer-id", "victim")
     assert r.llen(f"queue:{queue}") == 25
     if protocol == "go-workers2":
         assert r.llen(f"queue:{queue}:victim:inprogress") == 5
