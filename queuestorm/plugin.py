@@ -99,7 +99,8 @@ class Coordinator:
         target = connect(c.redis_url, role="target Redis")
         require_server_version(target, self.protocol, redact(c.redis_url))
         self.target = target
-        self.real_redis = real_redis = server_description(target) != NO_INFO
+        description = server_description(target)
+        self.real_redis = real_redis = description != NO_INFO
         check_feasible(self.fault_specs, has_drain=c.drain == "inline",
                        managed_server=self.embedded is not None and self.embedded.kind == "redis-server",
                        ledger_on_target=c.ledger_url in ("", c.redis_url), real_redis=real_redis)
@@ -113,7 +114,7 @@ class Coordinator:
         self.ledger.create_run({"protocol": c.protocol, "queue": c.queue, "target": redact(c.redis_url),
                                 "rate": c.rate, "payload_kb": c.payload_kb})
         log.info("run id %s: %s on %s, queue %r (check later: queuestorm check --run-id %s)",
-                 c.run_id, c.protocol, server_description(target), c.queue, c.run_id)
+                 c.run_id, c.protocol, description, c.queue, c.run_id)
         if c.latency_ms or any(spec.kind == "latency" for spec in self.fault_specs):
             self.proxy = ProxyProcess(c.redis_url, c.latency_ms, c.jitter_ms)
             c.load_url = self.proxy.url
