@@ -97,7 +97,7 @@ def measure(variant: str, url: str, seconds: float, users: int, protocol: str = 
     elapsed, cpu = time.monotonic() - started, _cpu_seconds() - cpu_started
     runner.quit()
     if variant.startswith("queuestorm"):
-        env.queuestorm.coordinator.shutdown()
+        env.queuestorm.session.shutdown()
     if not keep_queue:
         import redis
 

@@ -67,7 +67,7 @@ def measure(url: str, users: int, seconds: float) -> dict:
     elapsed = time.monotonic() - started
     server_us = admin.info("commandstats").get("cmdstat_lpush", {}).get("usec_per_call", float("nan"))
     runner.quit()
-    env.queuestorm.coordinator.shutdown()
+    env.queuestorm.session.shutdown()
     admin.unlink(queue)
     return {"users": users, "events_per_s": len(recorded) / elapsed, "server_us": server_us,
             "recorded": [percentile(recorded, p) for p in PERCENTILES],

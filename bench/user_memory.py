@@ -61,7 +61,7 @@ def measure(url: str, users: int, rate: float) -> dict:
     running = runner.user_count
     requests, failures = stats.num_requests, stats.num_failures
     runner.quit()
-    env.queuestorm.coordinator.shutdown()
+    env.queuestorm.session.shutdown()
     return {"users": running, "rss_before_mb": before / 2**20, "rss_after_mb": after / 2**20,
             "kb_per_user": (after - before) / users / 1024, "enqueues": requests, "failures": failures}
 

@@ -79,7 +79,7 @@ def _producer_ids(client: redis.Redis, keys: RunKeys) -> list[int]:
 
 
 def check_run(client: redis.Redis, run_id: str, max_duplicated: int = 0, id_limit: int = ID_LIMIT,
-              max_lost: int = 0) -> Verdict:
+              max_lost: int = 0, target=None, protocol=None) -> Verdict:
     keys = RunKeys(run_id)
     meta = {k.decode(): v.decode() for k, v in client.hgetall(keys.meta).items()}
     if not meta:

@@ -41,6 +41,7 @@ class WorkerBoard:
         self.announced_lost: set[str] = set()
         self._shared_among = 0
         self._keeper: gevent.Greenlet | None = None
+        self._waiting: list[str] | None = []  # hellos that came before the master was set up; None once it is
 
     @property
     def runner(self):
@@ -54,7 +55,19 @@ class WorkerBoard:
 
     def on_hello(self, environment, msg, **_) -> None:
         """A worker that started (mid-run too) asks for the configuration; Locust may have sent it users already."""
-        self.runner.send_message(CONFIG_MESSAGE, self.config_message(max(self.runner.worker_count, 1)), msg.node_id)
+        if self._waiting is not None:
+            self._waiting.append(msg.node_id)
+            return
+        self._send_config(msg.node_id)
+
+    def _send_config(self, node_id: str) -> None:
+        self.runner.send_message(CONFIG_MESSAGE, self.config_message(max(self.runner.worker_count, 1)), node_id)
+
+    def open(self) -> None:
+        """The master is set up: answer the workers that said hello before."""
+        waiting, self._waiting = self._waiting or [], None
+        for node_id in waiting:
+            self._send_config(node_id)
 
     def on_report(self, environment, msg, **_) -> None:
         self.reports[msg.node_id] = dict(msg.data, client_id=msg.node_id,

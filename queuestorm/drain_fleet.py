@@ -1,6 +1,10 @@
-"""The inline drain processes a Locust run starts beside itself, each with a stable consumer id, so that a
-`kill-drain` fault can SIGKILL one and restart it as the same consumer (as a restarted pod or dyno would be)."""
+"""The inline drain processes a run starts beside itself, each with a stable consumer id, supervised: one that dies
+for any reason is started again as the same consumer (as a platform restarts a crashed pod or dyno). A `kill-drain`
+fault SIGKILLs one on purpose and restarts it itself.
 
+URLs reach the children through their environment, never their argv (`ps` shows argv to every user)."""
+
+import os
 import signal
 import subprocess
 import sys
@@ -10,19 +14,33 @@ STOP_SECONDS = 15
 
 class DrainFleet:
     def __init__(self, redis_url: str, ledger_url: str, protocol: str, queue: str, *, processes: int,
-                 concurrency: int, work_ms: float, visibility_timeout: float):
-        self.base_command = [
-            sys.executable, "-m", "queuestorm", "drain", "--redis-url", redis_url, "--protocol", protocol,
-            "--queue", queue, "--concurrency", str(concurrency), "--work-ms", str(work_ms),
+                 concurrency: int, work_ms: float, visibility_timeout: float, run_id: str = "",
+                 consumer_prefix: str = "inline", log_path: str | None = None):
+        self.command = [
+            sys.executable, "-m", "queuestorm", "drain", "--protocol", protocol, "--queue", queue,
+            "--concurrency", str(concurrency), "--work-ms", str(work_ms),
             "--visibility-timeout", str(visibility_timeout),
         ]
-        if ledger_url and ledger_url != redis_url:
-            self.base_command += ["--ledger-url", ledger_url]
+        self.env = dict(os.environ, REDIS_URL=redis_url, QS_LEDGER_URL=ledger_url or redis_url, QS_RUN_ID=run_id)
+        self.consumer_prefix = consumer_prefix
+        self.log_path = log_path
+        self.stop_seconds = max(STOP_SECONDS, 2 * work_ms / 1000 + 5)  # a graceful stop finishes the jobs in hand
         self.processes: list[subprocess.Popen | None] = [None] * processes
+        self._killed: set[int] = set()  # killed on purpose, restarted by whoever killed them
         self.exit_codes: list[int] = []
 
+    def consumer_id(self, index: int) -> str:
+        return f"{self.consumer_prefix}-{index}"
+
     def _start(self, index: int) -> None:
-        self.processes[index] = subprocess.Popen(self.base_command + ["--consumer-id", f"inline-{index}"])
+        self._killed.discard(index)
+        out = open(self.log_path, "ab") if self.log_path else None
+        try:
+            self.processes[index] = subprocess.Popen(self.command + ["--consumer-id", self.consumer_id(index)],
+                                                     env=self.env, stdout=out)
+        finally:
+            if out is not None:
+                out.close()
 
     def start(self) -> None:
         for index in range(len(self.processes)):
@@ -35,6 +53,7 @@ class DrainFleet:
             if len(killed) == count:
                 break
             if proc is not None and proc.poll() is None:
+                self._killed.add(index)
                 proc.send_signal(signal.SIGKILL)
                 proc.wait()
                 killed.append(index)
@@ -48,25 +67,28 @@ class DrainFleet:
         return sum(1 for proc in self.processes if proc is not None and proc.poll() is None)
 
     def restart_crashed(self) -> list[tuple[int, int]]:
-        """Restart processes that ended on their own (not by a stop or a kill-drain SIGKILL), as a platform restarts
-        a crashed dyno or pod; returns (index, exit code) of each. The run checked its URLs before starting them, so
-        a drain that fails now met a transient refusal (maxclients, a restarting server)."""
+        """Start again every process that ended without being stopped or killed on purpose — an exception, an exit,
+        the OOM killer's SIGKILL; returns (index, exit code) of each."""
         restarted = []
         for index, proc in enumerate(self.processes):
-            if proc is not None and proc.poll() not in (None, 0, -signal.SIGKILL):
+            if proc is not None and index not in self._killed and proc.poll() is not None:
                 restarted.append((index, proc.returncode))
                 self.exit_codes.append(proc.returncode)
                 self._start(index)
         return restarted
 
-    def stop(self) -> None:
+    def stop(self, timeout: float | None = None) -> list[int]:
+        """SIGTERM every process: each finishes the jobs it holds, acknowledges them and exits (SIGKILL after
+        `timeout`, by default long enough for the jobs in hand). Returns the exit codes."""
         running = [p for p in self.processes if p is not None and p.poll() is None]
         for proc in running:
             proc.terminate()
         for proc in running:
             try:
-                proc.wait(STOP_SECONDS)
+                proc.wait(self.stop_seconds if timeout is None else timeout)
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+        codes = [p.returncode for p in self.processes if p is not None]
         self.processes = [None] * len(self.processes)
+        return codes

@@ -43,3 +43,12 @@ def read(client: redis.Redis, run_id: str) -> list[dict]:
             report.setdefault("name", consumer_id)
             reports.append(report)
     return reports
+
+
+FRESH_SECONDS = 10.0
+
+
+def is_fresh(report: dict, now: float | None = None) -> bool:
+    """Written within FRESH_SECONDS: a drain that stopped writing is dead or cut off, and holds nothing for sure."""
+    updated = report.get("updated_at")
+    return updated is not None and (now or time.time()) - updated <= FRESH_SECONDS

@@ -230,8 +230,8 @@ def _on_init(environment, runner=None, **_):
     options = environment.parsed_options
     if not isinstance(runner, WorkerRunner) and ours and options is not None and options.protocol not in PROTOCOLS:
         state = getattr(environment, "queuestorm", None)
-        if state is not None and state.coordinator is not None:
-            state.coordinator.shutdown()
+        if state is not None and state.session is not None:
+            state.session.shutdown()
         plugin._fail(f"--protocol {options.protocol!r}: {ours[0].__name__} speaks only "
                      f"{', '.join(PROTOCOLS)} (LPUSH/BRPOP, seed 002)")
     if options is None:

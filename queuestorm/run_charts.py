@@ -13,7 +13,8 @@ log = logging.getLogger("queuestorm")
 def write(environment) -> None:
     """Called on Locust's quit event, after Locust wrote its HTML report."""
     state = getattr(environment, "queuestorm", None)
-    if state is None or state.coordinator is None or state.coordinator.timeline is None:
+    run = state.session.current if state is not None and state.session is not None else None
+    if run is None or run.timeline is None:
         return
     options = environment.parsed_options
     doc = snapshot(environment)

@@ -146,5 +146,5 @@ class Timeline:
 def verdict_summary(doc: dict) -> dict:
     """The part of the verdict JSON the web UI shows."""
     keys = ("verdict", "reasons", "enqueued", "maybe_enqueued", "completed", "lost", "duplicated", "unexpected",
-            "recovered", "lost_ids", "duplicated_ids", "e2e_ms", "achieved_rate")
+            "recovered", "unfinished", "invalid", "lost_ids", "duplicated_ids", "e2e_ms", "achieved_rate")
     return {k: doc.get(k) for k in keys}

@@ -41,23 +41,36 @@ def process_rows(snapshot: dict) -> list[dict]:
             "backlog": p.get("backlog", "-"), "completed": p.get("completed", "-"),
         })
     if verdict:
-        rows.append({"process": f"verdict: {verdict['verdict'].upper()}", "host": "", "pid": "",
-                     "memory": f"lost {verdict.get('lost')}", "cpu": f"duplicated {verdict.get('duplicated')}",
-                     "lag": "", "ping": "", "backlog": "", "completed": verdict.get("completed")})
+        rows.append(_verdict_row(f"verdict: {verdict['verdict'].upper()}", verdict))
+    for earlier in reversed(snapshot.get("history") or []):
+        rows.append(_verdict_row(f"run {earlier['run_id']}: {earlier['verdict']['verdict'].upper()}",
+                                 earlier["verdict"]))
     return rows
 
 
+def _verdict_row(title: str, verdict: dict) -> dict:
+    return {"process": title, "host": "", "pid": "", "memory": f"lost {verdict.get('lost')}",
+            "cpu": f"duplicated {verdict.get('duplicated')}", "lag": f"unfinished {verdict.get('unfinished', 0)}",
+            "ping": "", "backlog": "", "completed": verdict.get("completed")}
+
+
 def snapshot(environment) -> dict:
-    """The figures of the run in progress (or the last one); empty points before the load starts."""
-    coordinator = environment.queuestorm.coordinator
+    """The figures of the run in progress (or the last one); empty points before the load starts. `history`: the
+    verdicts of the session's earlier runs, oldest first."""
+    session = environment.queuestorm.session
     runner = environment.runner
     state = getattr(runner, "state", "") if runner is not None else ""
-    timeline = coordinator.timeline
+    run = session.current
+    timeline = run.timeline if run is not None else None
     if timeline is None:
-        return {"run_id": coordinator.config.run_id, "protocol": coordinator.protocol.name, "state": state,
-                "started_at": None, "interval_s": None, "latest": None, "points": [], "faults": [],
-                "processes": [], "verdict": None}
-    return timeline.snapshot(state=state)
+        doc = {"run_id": run.run_id if run else None, "protocol": session.config.protocol, "state": state,
+               "started_at": None, "interval_s": None, "latest": None, "points": [], "faults": [],
+               "processes": [], "verdict": None}
+    else:
+        doc = timeline.snapshot(state=state)
+    doc["history"] = [{"run_id": r.run_id, "verdict": r.timeline.verdict} for r in session.runs[:-1]
+                      if r.timeline is not None and r.timeline.verdict is not None]
+    return doc
 
 
 def install(environment, web_ui) -> None:

@@ -143,7 +143,7 @@ def test_inline_drains_that_exit_on_their_own_are_restarted_but_not_those_a_faul
         fleet.processes[0].wait(30)
         assert fleet.restart_crashed() == [(0, 2)] and fleet.exit_codes == [2]
         fleet.processes[0].wait(30)
-        fleet.base_command[fleet.base_command.index("--redis-url") + 1] = redis_url
+        fleet.env["REDIS_URL"] = fleet.env["QS_LEDGER_URL"] = redis_url
         assert fleet.restart_crashed() == [(0, 2)]
         time.sleep(1)
         assert fleet.alive() == 1
