@@ -119,6 +119,7 @@ def test_more_queued_jobs_than_one_chunk_are_read_page_by_page(r, queue, run_id)
 
 
 def test_a_processing_list_is_found_though_its_consumer_left_the_consumers_set(r, queue, run_id):
+    queue += "[a]*"  # matched literally by the SCAN pattern
     enqueue_jobs(r, "reliable", queue, run_id, 6)
     gone = make_protocol("reliable", queue, consumer_id="gone*[x]")
     gone.start_consumer(r)
@@ -148,6 +149,13 @@ def test_jobs_the_library_will_still_run_are_unfinished_and_dead_ones_lost(name,
     assert (v.unfinished, v.lost) == (3, 1)
     lost_seq = int(v.lost_ids[0].split("-")[1])
     assert v.unfinished_ids == seq_ids(set(range(4)) - {lost_seq})
+
+
+def test_a_celery_message_on_a_priority_list_is_unfinished(r, queue, run_id):
+    enqueue_jobs(r, "celery", queue, run_id, 2)
+    r.lmove(queue, f"{queue}\x06\x169")
+    v = check_run(r, run_id, target=r, protocol=make_protocol("celery", queue))
+    assert (v.unfinished, v.lost) == (2, 0)
 
 
 def publish_report(r, run_id, consumer, held_ids, final=False, age=0.0):
