@@ -8,12 +8,14 @@ recovered   enqueue outcome unknown (it raised, or its producer died before reco
 
 Looking up: the jobs not completed at the first read of the ledger are searched for in the Redis under test
 (Protocol.unfinished_bodies) and in what live drains say they hold; then the completed bitmaps are read again. A
-drain may be moving jobs meanwhile (queue to processing list to completed), so the search is repeated for the jobs
-still missing, at least twice and until a pass finds nothing new: a job is lost only if it evaded every pass.
+drain may be moving jobs meanwhile (queue to processing list to completed), so while jobs are still missing the
+search is repeated, until a pass changes nothing (MAX_PASSES at most): a job is lost only if it evaded two passes
+at least. Memory: three bitmaps per producer with jobs not completed; bodies are read a chunk at a time.
 """
 
 import time
 from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING
 
 import redis
 
@@ -22,6 +24,9 @@ from .errors import UsageError
 from .jobs import decode
 from .keys import RunKeys
 from .latency import percentiles
+
+if TYPE_CHECKING:
+    from .protocols.base import Protocol
 
 ID_LIMIT = 100
 MAX_PASSES = 4
@@ -93,7 +98,7 @@ def _producer_ids(client: redis.Redis, keys: RunKeys) -> list[int]:
 
 
 def check_run(client: redis.Redis, run_id: str, max_duplicated: int = 0, id_limit: int = ID_LIMIT,
-              max_lost: int = 0, target: redis.Redis | None = None, protocol=None) -> Verdict:
+              max_lost: int = 0, target: redis.Redis | None = None, protocol: "Protocol | None" = None) -> Verdict:
     """`client` holds the ledger. With `target` (the Redis under test) and `protocol` (a Protocol of the run's
     queue), jobs still queued or held there are unfinished, not lost; without them, every confirmed job not
     completed is lost."""
@@ -224,8 +229,8 @@ def _classify_open(jobs: OpenJobs, v: Verdict, id_limit: int) -> None:
                 ids += [f"{jobs.pid}-{first_seq + s}" for s in _offsets(bits, nbits, room)]
 
 
-def _look_up_unfinished(ledger: redis.Redis, keys: RunKeys, target: redis.Redis, protocol, open_jobs: list[OpenJobs],
-                        v: Verdict) -> None:
+def _look_up_unfinished(ledger: redis.Redis, keys: RunKeys, target: redis.Redis, protocol: "Protocol",
+                        open_jobs: list[OpenJobs], v: Verdict) -> None:
     by_pid = {jobs.pid: jobs for jobs in open_jobs}
     reports: dict = {}
     missing = sum(jobs.missing() for jobs in open_jobs)

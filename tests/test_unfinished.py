@@ -89,7 +89,8 @@ def test_queued_and_held_jobs_are_unfinished_and_deleted_ones_lost(name, r, queu
     assert (v.enqueued, v.completed, v.lost, v.unfinished) == (JOBS, COMPLETED, 0, JOBS - COMPLETED)
     assert v.unfinished_ids == seq_ids(open_seqs) and v.lost_ids == []
     assert set(ids(d.body for d in held)) <= set(v.unfinished_ids)
-    assert v.verdict == "fail" and v.reasons == [f"{JOBS - COMPLETED} job(s) unfinished (still queued or held by a consumer)"]
+    assert v.verdict == "fail"
+    assert v.reasons == [f"{JOBS - COMPLETED} job(s) unfinished (still queued or held by a consumer)"]
 
     deleted = ids(delete_queued(r, name, queue, DELETED))
     v = check_run(r, run_id, target=r, protocol=checker)
