@@ -47,6 +47,11 @@ def _add_check(sub) -> None:
                    help="also write the verdict as JSON here [QS_REPORT]")
     p.add_argument("--max-duplicated", type=int, default=int(settings.env("QS_MAX_DUPLICATED", 0)),
                    help="duplicates tolerated before the run fails [QS_MAX_DUPLICATED; default: 0]")
+    p.add_argument("--max-lost", type=int, default=int(settings.env("QS_MAX_LOST", 0)),
+                   help="lost jobs tolerated before the run fails [QS_MAX_LOST; default: 0]")
+    p.add_argument("--redis-url", default=settings.env("REDIS_URL"),
+                   help="Redis under test, searched for the run's jobs still queued or held, which are unfinished, "
+                        "not lost [REDIS_URL; default: --ledger-url]")
 
 
 def _add_clean(sub) -> None:
@@ -113,6 +118,8 @@ def drain_command_for(args: list[str]) -> list[str]:
 
 
 def cmd_check(a) -> int:
+    import redis
+
     from . import drain_reports
     from .check import check_run
     from .connection import connect
@@ -121,7 +128,14 @@ def cmd_check(a) -> int:
     run_id = _run_id(a.run_id)
     url = _need(a.ledger_url, "--ledger-url (or QS_LEDGER_URL / REDIS_URL)")
     client = connect(url, role="ledger Redis")
-    verdict = check_run(client, run_id, max_duplicated=a.max_duplicated)
+    target_url = a.redis_url or url
+    target = client if target_url == url else connect(target_url, role="Redis under test")
+    protocol = _protocol_of_run(client, run_id)
+    try:
+        verdict = check_run(client, run_id, max_duplicated=a.max_duplicated, max_lost=a.max_lost,
+                            target=target if protocol is not None else None, protocol=protocol)
+    except redis.RedisError as e:
+        raise UsageError(f"looking for the run's unfinished jobs failed: {type(e).__name__}: {e}") from None
     drains = drain_reports.read(client, run_id)
     if drains:
         verdict.extra["vitals"] = drains
@@ -129,6 +143,18 @@ def cmd_check(a) -> int:
     if a.json_path:
         write_json(verdict, a.json_path)
     return EXIT_PASS if verdict.passed else EXIT_FAILED
+
+
+def _protocol_of_run(client, run_id: str):
+    """The run's protocol on its queue, as its meta names them; None for a ledger that does not say (then jobs not
+    completed are not looked up, and all count as lost)."""
+    from .ledger import Ledger
+    from .protocols import make_protocol
+
+    meta = Ledger(client, run_id).meta()
+    if not meta.get("protocol") or not meta.get("queue"):
+        return None
+    return make_protocol(meta["protocol"], meta["queue"])
 
 
 def cmd_clean(a) -> int:

@@ -81,11 +81,13 @@ def render(v: Verdict, server_note: str | None = None) -> str:
         ("not sent (connect failed)", v.not_sent),
         ("completed", v.completed),
         ("lost", v.lost),
+        ("unfinished (still queued or held)", v.unfinished),
         ("duplicated", v.duplicated),
         ("unexpected", v.unexpected),
         ("recovered", v.recovered),
         ("e2e p50 / p95 / p99 / max (ms)", f"{ms('p50')} / {ms('p95')} / {ms('p99')} / {ms('max')}"),
         ("first lost", _ids(v.lost_ids, v.lost)),
+        ("first unfinished", _ids(v.unfinished_ids, v.unfinished)),
         ("first duplicated", _ids(v.duplicated_ids, v.duplicated)),
     ]
     for key, value in v.extra.items():

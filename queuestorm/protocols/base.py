@@ -4,7 +4,9 @@ A Protocol instance belongs to one consumer process (`consumer_id`, stable acros
 it) and may be shared by that process's greenlets; it holds no per-greenlet state.
 """
 
+import re
 from abc import ABC, abstractmethod
+from collections.abc import Iterable, Iterator
 from typing import Any, ClassVar, NamedTuple
 
 import redis
@@ -69,3 +71,70 @@ class Protocol(ABC):
     @abstractmethod
     def depth(self, client: redis.Redis) -> int:
         """Jobs waiting or in flight: what the drain fleet still has to do."""
+
+    @abstractmethod
+    def unfinished_bodies(self, client: redis.Redis) -> Iterator[list[bytes]]:
+        """Every job still waiting or held in flight anywhere in Redis for this queue (not the ones its library
+        has given up on), as the bodies fetch() would deliver, in chunks of at most about CHUNK, read page by
+        page. A job a drain moves between structures meanwhile may be missed or seen twice: the checker looks
+        twice."""
+
+
+CHUNK = 1000  # bodies per page of an unfinished-jobs scan
+
+
+def list_pages(client: redis.Redis, key: str | bytes, from_right: bool = False) -> Iterator[list[bytes]]:
+    """A list, CHUNK elements a time. Page from the end consumers do not pop from, so that pops meanwhile shift no
+    index: lists popped on the right (BRPOP, RPOPLPUSH) from the left, lists popped on the left from the right."""
+    start = 0
+    while True:
+        if from_right:
+            page = client.lrange(key, -start - CHUNK, -start - 1)
+        else:
+            page = client.lrange(key, start, start + CHUNK - 1)
+        if page:
+            yield page
+        if len(page) < CHUNK:
+            return
+        start += CHUNK
+
+
+def zset_pages(client: redis.Redis, key: str | bytes) -> Iterator[list[bytes]]:
+    """A sorted set's members by ZSCAN: every member present from the first call to the last is returned."""
+    return chunks((member for member, _ in client.zscan_iter(key, count=CHUNK)), CHUNK)
+
+
+def hash_value_pages(client: redis.Redis, key: str | bytes) -> Iterator[list[bytes]]:
+    return chunks((value for _, value in client.hscan_iter(key, count=CHUNK)), CHUNK)
+
+
+def stream_pages(client: redis.Redis, key: str | bytes) -> Iterator[list[tuple[bytes, dict]]]:
+    """A stream's entries (id, fields), pending ones included, CHUNK a time (exclusive ranges: Redis 6.2)."""
+    start: bytes | str = "-"
+    while True:
+        entries = client.xrange(key, start, "+", count=CHUNK)
+        if entries:
+            yield entries
+        if len(entries) < CHUNK:
+            return
+        start = b"(" + entries[-1][0]
+
+
+def matching_keys(client: redis.Redis, pattern: str) -> list[bytes]:
+    return sorted(set(client.scan_iter(match=pattern, count=CHUNK)))
+
+
+def glob_escape(text: str) -> str:
+    """`text` matched literally inside a SCAN MATCH pattern."""
+    return re.sub(r"([\\*?\[\]])", r"\\\1", text)
+
+
+def chunks(items: Iterable, size: int) -> Iterator[list]:
+    chunk = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk

@@ -18,7 +18,7 @@ from pathlib import Path
 import redis
 
 from ..errors import UsageError
-from .base import Delivery, Protocol
+from .base import Delivery, Protocol, list_pages, zset_pages
 
 PREFIX = "bull"
 JOB_NAME = "queuestorm"
@@ -168,3 +168,24 @@ class BullMQProtocol(Protocol):
         pipe.llen(self.key("active"))
         pipe.zcard(self.key("prioritized"))
         return sum(pipe.execute())
+
+    def unfinished_bodies(self, client: redis.Redis):
+        """Jobs BullMQ will still run: delayed, waiting for children, prioritized, paused, waiting and active (even
+        one whose worker died: the stalled check returns it once). Not `failed`: BullMQ retries those only when
+        someone does."""
+        for ids in self._unfinished_job_ids(client):
+            yield self._bodies_of_jobs(client, ids)
+
+    def _unfinished_job_ids(self, client: redis.Redis):
+        for scheduled in ("delayed", "waiting-children", "prioritized"):
+            yield from zset_pages(client, self.key(scheduled))
+        for waiting in ("paused", "wait", "active"):
+            yield from list_pages(client, self.key(waiting))
+
+    def _bodies_of_jobs(self, client: redis.Redis, ids: list[bytes]) -> list[bytes]:
+        """As fetch() delivers them; a job whose hash is gone is skipped (it cannot run)."""
+        pipe = client.pipeline(transaction=False)
+        for job_id in ids:
+            pipe.hget(self.base.encode() + job_id, "data")
+        return [marker_of(data) or b"bullmq:" + job_id
+                for job_id, data in zip(ids, pipe.execute()) if data is not None]

@@ -23,13 +23,14 @@ import uuid
 import redis
 
 from ..errors import UsageError
-from .base import Delivery, Protocol
+from .base import Delivery, Protocol, hash_value_pages, list_pages
 
 TASK = "queuestorm.work"
 SEP = "\x06\x16"
 UNACKED, UNACKED_INDEX, UNACKED_MUTEX = "unacked", "unacked_index", "unacked_mutex"
 MUTEX_SECONDS = 300
 BRPOP_TIMEOUT = 1
+PRIORITY_STEPS = (0, 3, 6, 9)  # kombu's Redis transport: priority 0 is the queue's own list
 EMBED = {"callbacks": None, "errbacks": None, "chain": None, "chord": None}
 
 
@@ -161,3 +162,31 @@ class CeleryProtocol(Protocol):
             pipe.llen(queue)
         pipe.zcard(UNACKED_INDEX)
         return sum(pipe.execute())
+
+    def unfinished_bodies(self, client: redis.Redis):
+        """Every queue of `--queue a,b` with its priority lists (kombu's `Q\\x06\\x16<priority>`), then the `unacked`
+        hash (shared by every queue: a marked message there is one of this run's whatever its queue), where a
+        message a worker holds stays until acknowledged or restored. A message whose BRPOP reply came back lives only
+        in that worker's memory until it is written to `unacked` (queuestorm's drain reports it)."""
+        for queue in self.queues:
+            for key in [queue] + [f"{queue}{SEP}{priority}" for priority in PRIORITY_STEPS[1:]]:
+                for raws in list_pages(client, key):
+                    yield [_body_of_message(raw) for raw in raws]
+        for entries in hash_value_pages(client, UNACKED):
+            yield [_body_of_unacked(entry) for entry in entries]
+
+
+def _body_of_message(raw: bytes) -> bytes:
+    """As fetch() delivers it: the marker of a queuestorm task, the raw message otherwise."""
+    try:
+        return marker_of(json.loads(raw)) or raw
+    except (ValueError, AttributeError):
+        return raw
+
+
+def _body_of_unacked(entry: bytes) -> bytes:
+    """An `unacked` value: [message, exchange, routing_key]."""
+    try:
+        return marker_of(json.loads(entry)[0]) or entry
+    except (ValueError, AttributeError, IndexError, KeyError, TypeError):
+        return entry

@@ -3,7 +3,7 @@ that dies holding jobs loses them, which is exactly what this protocol exists to
 
 import redis
 
-from .base import Delivery, Protocol
+from .base import Delivery, Protocol, list_pages
 
 
 class ListProtocol(Protocol):
@@ -30,3 +30,6 @@ class ListProtocol(Protocol):
 
     def depth(self, client: redis.Redis) -> int:
         return client.llen(self.queue)
+
+    def unfinished_bodies(self, client: redis.Redis):
+        yield from list_pages(client, self.queue)

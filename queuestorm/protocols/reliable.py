@@ -5,7 +5,7 @@ at once (go-workers2's ProcessID). At-least-once: a job can run twice, never zer
 
 import redis
 
-from .base import Delivery, Protocol
+from .base import Delivery, Protocol, glob_escape, list_pages, matching_keys
 
 
 class ReliableProtocol(Protocol):
@@ -93,3 +93,15 @@ class ReliableProtocol(Protocol):
         for consumer in consumers:
             pipe.llen(self.processing_key(consumer.decode()))
         return sum(pipe.execute())
+
+    def unfinished_bodies(self, client: redis.Redis):
+        """The queue, then every processing list: those SCAN finds (a consumer gone from the zset leaves its list
+        behind) and those the consumers zset names."""
+        yield from list_pages(client, self.queue)
+        for processing in self._processing_lists(client):
+            yield from list_pages(client, processing)
+
+    def _processing_lists(self, client: redis.Redis) -> list[bytes]:
+        found = set(matching_keys(client, glob_escape(self.processing_key("")) + "*"))
+        found.update(self.processing_key(c.decode()).encode() for c in client.zrange(self.consumers_key, 0, -1))
+        return sorted(found)

@@ -22,7 +22,7 @@ from datetime import datetime, timezone
 
 import redis
 
-from .base import Delivery, Protocol
+from .base import Delivery, Protocol, list_pages, zset_pages
 
 FUNC = "queuestorm.hooks.rq.work"
 ON_SUCCESS = "queuestorm.hooks.rq.on_success"
@@ -157,3 +157,25 @@ class RQProtocol(Protocol):
         pipe.llen(self.queue_key)
         pipe.llen(self.intermediate)
         return sum(pipe.execute())
+
+    def unfinished_bodies(self, client: redis.Redis):
+        """Jobs RQ will still run: deferred (waiting for a dependency), ready, scheduled, queued, being picked up
+        (intermediate) and started (rq:wip:Q, even one whose worker died: it is failed only at its deadline). Not
+        rq:failed:Q nor rq:canceled:Q: RQ runs those only when someone requeues them."""
+        for ids in self._unfinished_job_ids(client):
+            yield self._bodies_of_jobs(client, ids)
+
+    def _unfinished_job_ids(self, client: redis.Redis):
+        for registry in (f"rq:deferred:{self.queue}", f"rq:ready:{self.queue}", f"rq:scheduled:{self.queue}"):
+            yield from zset_pages(client, registry)
+        yield from list_pages(client, self.queue_key, from_right=True)  # RPUSH on the right, popped on the left
+        yield from list_pages(client, self.intermediate)
+        for executions in zset_pages(client, self.wip):
+            yield [execution.split(b":", 1)[0] for execution in executions]  # <job id>:<execution>; ids hold no ':'
+
+    def _bodies_of_jobs(self, client: redis.Redis, ids: list[bytes]) -> list[bytes]:
+        """As fetch() delivers them; a job whose hash is gone is skipped, as RQ's worker skips it."""
+        pipe = client.pipeline(transaction=False)
+        for job_id in ids:
+            pipe.hget(b"rq:job:" + job_id, "data")
+        return [marker_of(data) or job_id for job_id, data in zip(ids, pipe.execute()) if data is not None]

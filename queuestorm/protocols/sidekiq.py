@@ -22,7 +22,7 @@ import time
 import redis
 
 from ..errors import UsageError
-from .base import Delivery, Protocol
+from .base import Delivery, Protocol, glob_escape, list_pages, matching_keys, zset_pages
 
 JOB_CLASS = "QueuestormJob"
 FETCH_TIMEOUT = 2  # BasicFetch::TIMEOUT
@@ -88,6 +88,17 @@ class SidekiqProtocol(Protocol):
             pipe.llen(key)
         return sum(pipe.execute())
 
+    def unfinished_bodies(self, client: redis.Redis):
+        """Sidekiq's `schedule` and `retry` sets (shared by every queue: a marked job there is one of this run's
+        whatever its queue), then the queues. Not the `dead` set: Sidekiq runs those only when someone retries them.
+        A job basic fetch popped lives only in the worker's memory (queuestorm's drain reports it)."""
+        for scheduled in ("schedule", "retry"):
+            for jobs in zset_pages(client, scheduled):
+                yield [marker_of(job) or job for job in jobs]
+        for key in self.keys:
+            for jobs in list_pages(client, key):
+                yield [marker_of(job) or job for job in jobs]
+
 
 class GoWorkers2Protocol(SidekiqProtocol):
     name = "go-workers2"
@@ -138,3 +149,12 @@ class GoWorkers2Protocol(SidekiqProtocol):
             pipe.llen(key)
             pipe.llen(self.inprogress(key))
         return sum(pipe.execute())
+
+    def unfinished_bodies(self, client: redis.Redis):
+        """Sidekiq's, then every ProcessID's in-progress list, found by SCAN: a worker restarted under the same
+        ProcessID runs it again."""
+        yield from super().unfinished_bodies(client)
+        for key in self.keys:
+            for inprogress in matching_keys(client, glob_escape(key) + ":*:inprogress"):
+                for jobs in list_pages(client, inprogress):
+                    yield [marker_of(job) or job for job in jobs]

@@ -8,7 +8,7 @@ entry trimmed unread is a lost job. The protocol assumes one consumer group per 
 import redis
 
 from ..errors import UsageError
-from .base import Delivery, Protocol
+from .base import Delivery, Protocol, stream_pages
 
 GROUP = "queuestorm"
 FIELD = b"job"
@@ -90,6 +90,11 @@ class StreamProtocol(Protocol):
 
     def depth(self, client: redis.Redis) -> int:
         return client.xlen(self.queue)
+
+    def unfinished_bodies(self, client: redis.Redis):
+        """Acknowledged entries are deleted: every entry left, pending or not yet read, is unfinished."""
+        for entries in stream_pages(client, self.queue):
+            yield [_body(fields) for _, fields in entries if fields]
 
 
 def _body(fields: dict) -> bytes:
