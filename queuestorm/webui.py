@@ -68,8 +68,8 @@ def snapshot(environment) -> dict:
                "processes": [], "verdict": None}
     else:
         doc = timeline.snapshot(state=state)
-    doc["history"] = [{"run_id": r.run_id, "verdict": r.timeline.verdict} for r in session.runs[:-1]
-                      if r.timeline is not None and r.timeline.verdict is not None]
+    doc["history"] = [{"run_id": r.run_id, "verdict": r.timeline.verdict} for r in session.runs
+                      if r is not run and r.timeline is not None and r.timeline.verdict is not None]
     return doc
 
 
