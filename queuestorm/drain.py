@@ -2,11 +2,11 @@
 
 import json
 import os
-from collections import Counter
 import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 
 import gevent
 import redis
@@ -18,8 +18,8 @@ from .jobs import JobRef, decode, has_marker, run_id_of
 from .keys import RunKeys, parking_key, valid_run_id
 from .latency import LocalHistogram
 from .ledger import CompletionRecorder
-from .recordable import LedgerRuns
 from .protocols import Delivery, Protocol, make_protocol, require_server_version
+from .recordable import LedgerRuns
 from .vitals import VitalsSampler
 
 NETWORK_ERRORS = (redis.ConnectionError, redis.TimeoutError, OSError)
@@ -28,6 +28,7 @@ RECORD_RETRY_SECONDS = 30.0
 IDLE_REPORT_SECONDS = 0.2
 REPORT_SECONDS = 1.0
 RECENT_RUN_SECONDS = 120.0
+INVALID_JOBS_NAMED = 20  # on stderr, one line each; the stats line counts them all
 
 
 class DrainWorker:
@@ -276,8 +277,9 @@ class DrainWorker:
     def _park_invalid(self, target: redis.Redis, ledger: redis.Redis, invalid) -> None:
         """Parked, then counted under its run in the ledger when the run is known (RunKeys.invalid)."""
         self._retry(lambda: self._park(target, "invalid", [delivery for delivery, _, _ in invalid]))
+        named_before = self.invalid
         self.invalid += len(invalid)
-        for delivery, job, why in invalid:
+        for delivery, job, why in invalid[:max(0, INVALID_JOBS_NAMED - named_before)]:
             name = job.job_id if job is not None else repr(delivery.body[:60])
             print(f"[drain {os.getpid()}] job {name} cannot be recorded ({why}): parked in "
                   f"{parking_key('invalid', self.protocol.parked(delivery)[0])}", file=sys.stderr, flush=True)
@@ -368,7 +370,7 @@ class DrainWorker:
         now (see drain_reports)."""
         horizon = time.time() - RECENT_RUN_SECONDS
         runs = [run_id for run_id, seen in self._run_last_seen.items()
-                if seen >= horizon or self._held_by_run.get(run_id)]
+                if (seen >= horizon or self._held_by_run.get(run_id)) and self._ledger_runs.known(run_id)]
         if not runs:
             return
         common = dict(self.vitals.summary(), rate=round(self._report_rate, 1), completed_total=self.completed,

@@ -17,6 +17,10 @@ class LedgerRuns:
     def __init__(self):
         self._producers: dict[str, int] = {}  # run id -> its producer counter, for runs whose meta exists
 
+    def known(self, run_id: str) -> bool:
+        """Whether the run's meta was found, without asking the ledger again."""
+        return run_id in self._producers
+
     def exists(self, client: redis.Redis, run_id: str) -> bool:
         if run_id in self._producers:
             return True

@@ -90,7 +90,7 @@ def test_an_unknown_producer_an_unknown_run_and_an_unparseable_marker_are_parked
     assert sorted(r.lrange(f"queuestorm:invalid:{queue}", 0, -1)) == sorted(bad)
     assert r.lrange(f"queuestorm:foreign:{queue}", 0, -1) == [b"someone else's job"]
     assert int(r.get(f"queuestorm:{{{run_id}}}:invalid")) == 2  # the unknown run's job counts under no run
-    assert not r.exists("queuestorm:{no-such-run}:invalid")
+    assert not r.keys("queuestorm:{no-such-run}:*")  # neither a counter nor a drain report for a run that is not
     check_code, doc = check_report(redis_url, run_id, tmp_path)
     assert check_code == 0 and (doc["completed"], doc["lost"]) == (49, 0)
 

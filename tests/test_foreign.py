@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from queuestorm.protocols.stream import unpack_entry
+from queuestorm.protocols.stream import pack_entry, unpack_entry
 
 from helpers import ROOT, check_report, drain_until_empty, enqueue_jobs, queuestorm
 
@@ -62,6 +62,11 @@ def test_invalid_jobs_are_restored_with_the_invalid_flag(r, redis_url, queue, ru
     assert "1 parked job(s)" in foreign_cli(redis_url, "list", queue, "--invalid")
     foreign_cli(redis_url, "list", queue, "--invalid", "--restore")
     assert r.lrange(queue, 0, -1) == [poison]
+
+
+def test_a_parked_stream_entry_reads_back_byte_for_byte():
+    fields = {b"job": b"1:x,", b"": b"\xff\x00,:", b"k" * 300: b""}
+    assert unpack_entry(pack_entry(b"1700000000000-5", fields)) == (b"1700000000000-5", fields)
 
 
 def test_foreign_stream_entries_are_parked_with_every_field_and_restored(r, redis_url, queue, run_id, tmp_path):
