@@ -135,3 +135,16 @@ def test_a_write_validation_did_not_foresee_fails_only_its_own_jobs(protocol, r,
     assert sorted(r.lrange(f"queuestorm:invalid:{queue}", 0, -1)) == sorted(p2_bodies)
     assert_nothing_left(r, protocol, queue)
     assert r.bitcount(f"queuestorm:{{{run_id}}}:p:1:done") == 49
+
+
+def test_an_rq_job_that_cannot_be_recorded_keeps_its_hash_as_before_the_fetch(r, redis_url, queue, run_id, tmp_path):
+    pytest.importorskip("rq")
+    enqueue_around(r, "rq", queue, run_id, lambda encoder: [encoder.encode(POISON_SEQ)])
+    poison_id = r.lindex(f"rq:queue:{queue}", 24)
+    before = r.hgetall(b"rq:job:" + poison_id)
+    code, final, _ = drain(redis_url, "rq", queue)
+    assert code == 1 and (final["completed"], final["invalid"]) == (49, 1)
+    assert r.hgetall(b"rq:job:" + poison_id) == before and before[b"status"] == b"queued"
+    assert r.lrange(f"queuestorm:invalid:{queue}", 0, -1) == [poison_id] and r.zcard(f"rq:wip:{queue}") == 0
+    check_code, doc = check_report(redis_url, run_id, tmp_path)
+    assert check_code == 0 and (doc["completed"], doc["lost"]) == (49, 0)
