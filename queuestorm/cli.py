@@ -1,4 +1,4 @@
-"""`queuestorm drain | check | clean | fault | errors`: the processes that run beside Locust."""
+"""`queuestorm drain | check | clean | fault | errors | foreign`: the processes that run beside Locust."""
 
 from gevent import monkey
 
@@ -7,7 +7,7 @@ monkey.patch_all()
 import argparse  # noqa: E402
 import sys  # noqa: E402
 
-from . import error_queue, fault_cli, settings  # noqa: E402
+from . import error_queue, fault_cli, foreign, settings  # noqa: E402
 from .errors import EXIT_CANNOT_RUN, EXIT_FAILED, EXIT_PASS, UsageError  # noqa: E402
 from .keys import valid_run_id  # noqa: E402
 
@@ -69,6 +69,7 @@ def parser() -> argparse.ArgumentParser:
     _add_clean(sub)
     fault_cli.add_parser(sub, settings.env("REDIS_URL"))
     error_queue.add_parser(sub)
+    foreign.add_parser(sub)
     return p
 
 
@@ -169,7 +170,7 @@ def cmd_clean(a) -> int:
 
 
 COMMANDS = {"drain": cmd_drain, "check": cmd_check, "clean": cmd_clean, "fault": fault_cli.cmd_fault,
-            "errors": error_queue.cmd_errors}
+            "errors": error_queue.cmd_errors, "foreign": foreign.cmd_foreign}
 
 
 def main(argv: list[str] | None = None) -> int:

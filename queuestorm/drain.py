@@ -6,18 +6,20 @@ import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 
 import gevent
 import redis
 
 from . import drain_reports
 from .connection import DRAIN_CLIENT, connect, redact, socket_timeout_for
-from .errors import UsageError
-from .jobs import decode
-from .keys import foreign_jobs_key
+from .errors import EXIT_FAILED, EXIT_PASS, UsageError
+from .jobs import JobRef, decode, has_marker, run_id_of
+from .keys import RunKeys, parking_key, valid_run_id
 from .latency import LocalHistogram
 from .ledger import CompletionRecorder
 from .protocols import Delivery, Protocol, make_protocol, require_server_version
+from .recordable import LedgerRuns
 from .vitals import VitalsSampler
 
 NETWORK_ERRORS = (redis.ConnectionError, redis.TimeoutError, OSError)
@@ -26,6 +28,7 @@ RECORD_RETRY_SECONDS = 30.0
 IDLE_REPORT_SECONDS = 0.2
 REPORT_SECONDS = 1.0
 RECENT_RUN_SECONDS = 120.0
+INVALID_JOBS_NAMED = 20  # on stderr, one line each; the stats line counts them all
 
 
 class DrainWorker:
@@ -68,6 +71,8 @@ class DrainWorker:
         self.completed = 0
         self.duplicates = 0
         self.foreign = 0
+        self.invalid = 0
+        self.unrecorded = 0  # jobs whose record failed for good (the ledger stayed unreachable)
         self.recovered = 0
         self.errors = 0
         self.depth: int | None = None
@@ -80,6 +85,9 @@ class DrainWorker:
         sweeps = type(self.protocol).sweep_orphans is not Protocol.sweep_orphans
         self._held: set[bytes] | None = set() if sweeps else None
         self.completed_by_run: dict[str, int] = {}
+        self._held_by_run: dict[str, Counter] = {}  # job ids fetched and not yet acknowledged, per run
+        self._held_changed = False
+        self._ledger_runs = LedgerRuns()
         self._run_last_seen: dict[str, float] = {}
         self.vitals = VitalsSampler("drain", name=self.consumer_id)
         self._report_rate = 0.0
@@ -107,7 +115,7 @@ class DrainWorker:
         self._publish(final=True)
         self.vitals.stop()
         self._print_stats(final=True)
-        return 0
+        return EXIT_FAILED if self.invalid or self.unrecorded else EXIT_PASS
 
     def stop(self, *_):
         self.stopping = True
@@ -134,17 +142,37 @@ class DrainWorker:
                 if time.monotonic() - started < self.block_seconds / 2:
                     gevent.sleep(min(0.1, self.block_seconds))  # the server did not block: never busy-spin
                 continue
-            held = self._held
-            if held is not None:
-                bodies = [d.body for d in deliveries]
-                held.update(bodies)
+            fetched = [(delivery, decode(delivery.body)) for delivery in deliveries]
+            self._hold(fetched)
+            # network errors were retried for RECORD_RETRY_SECONDS; the jobs are left unacknowledged, for redelivery
             try:
-                self._handle(target, recorder, deliveries)
-            except NETWORK_ERRORS as e:  # retried for RECORD_RETRY_SECONDS: left unacknowledged, for redelivery
+                self._handle(target, recorder, fetched)
+            except (*NETWORK_ERRORS, redis.ResponseError) as e:
                 self._error(e)
+                self.unrecorded += sum(1 for _, job in fetched if job is not None)
             finally:
-                if held is not None:
-                    held.difference_update(bodies)
+                self._let_go(fetched)
+
+    def _hold(self, fetched: list[tuple[Delivery, JobRef | None]]) -> None:
+        if self._held is not None:
+            self._held.update(delivery.body for delivery, _ in fetched)
+        now = time.time()
+        for _, job in fetched:
+            if job is not None:
+                self._held_by_run.setdefault(job.run_id, Counter())[job.job_id] += 1
+                self._run_last_seen[job.run_id] = now
+                self._held_changed = True
+
+    def _let_go(self, fetched: list[tuple[Delivery, JobRef | None]]) -> None:
+        if self._held is not None:
+            self._held.difference_update(delivery.body for delivery, _ in fetched)
+        for _, job in fetched:
+            if job is not None:
+                held = self._held_by_run[job.run_id]
+                held[job.job_id] -= 1
+                if held[job.job_id] <= 0:
+                    del held[job.job_id]
+                self._held_changed = True
 
     def _connect(self, url: str, **options) -> redis.Redis | None:
         """run() checked both URLs: a refusal now (maxclients, a restarting server) is waited out, until stopped."""
@@ -158,52 +186,114 @@ class DrainWorker:
                 backoff = min(backoff * 2, MAX_BACKOFF)
         return None
 
-    def _handle(self, target: redis.Redis, recorder: CompletionRecorder, deliveries: list[Delivery]) -> None:
-        protocol = self.protocol
-        jobs, acked, foreign = [], [], []
-        for delivery in deliveries:
-            job = decode(delivery.body)
-            if job is None:
-                foreign.append(delivery)
-            else:
-                jobs.append(job)
-                acked.append(delivery)
+    def _handle(self, target: redis.Redis, recorder: CompletionRecorder,
+                fetched: list[tuple[Delivery, JobRef | None]]) -> None:
+        foreign, invalid, jobs = self._sort(recorder.client, fetched)
         if foreign:
-            self._retry(lambda: self._park_foreign(target, foreign))
+            self._retry(lambda: self._park(target, "foreign", foreign))
+            self.foreign += len(foreign)
+        if invalid:
+            self._park_invalid(target, recorder.client, invalid)
         if not jobs:
             return
         if self.work_ms:
             gevent.sleep(self.work_ms * len(jobs) / 1000)
+        try:
+            self._record(target, recorder, jobs)
+        except redis.ResponseError as e:  # something validation did not foresee: find the job, let the rest pass
+            self._error(e)
+            self._record_one_by_one(target, recorder, jobs)
+
+    def _sort(self, ledger: redis.Redis, fetched):
+        """(foreign deliveries, [(delivery, job or None, why)] the ledger cannot record, [(delivery, job)] it can)."""
+        foreign, invalid, marked = [], [], []
+        for delivery, job in fetched:
+            if job is not None:
+                marked.append((delivery, job))
+            elif has_marker(delivery.body):
+                invalid.append((delivery, None, "marker that does not parse"))
+            else:
+                foreign.append(delivery)
+        problems = self._retry(lambda: self._ledger_runs.problems(ledger, [job for _, job in marked]))
+        jobs = []
+        for (delivery, job), problem in zip(marked, problems):
+            if problem is None:
+                jobs.append((delivery, job))
+            else:
+                invalid.append((delivery, job, problem))
+        return foreign, invalid, jobs
+
+    def _record(self, target: redis.Redis, recorder: CompletionRecorder, jobs, retried: bool = False) -> None:
+        """Completions recorded, then acknowledged (in the same MULTI where the ledger lives on the target).
+        `retried`: an earlier attempt at these jobs may have been applied."""
+        protocol = self.protocol
+        deliveries = [delivery for delivery, _ in jobs]
         now = time.time()
-        completions = [(job, (now - job.enqueued_at) * 1000) for job in jobs]
+        completions = [(job, (now - job.enqueued_at) * 1000) for _, job in jobs]
         in_one_transaction = self.same_server and protocol.needs_ack
-        ack = (lambda pipe: protocol.ack(target, acked, pipe)) if in_one_transaction else None
+        ack = (lambda pipe: protocol.ack(target, deliveries, pipe)) if in_one_transaction else None
         attempts = 0
 
         def record() -> int:
             nonlocal attempts
             attempts += 1
-            return recorder.record(completions, ack=ack, retry=attempts > 1)
+            return recorder.record(completions, ack=ack, retry=retried or attempts > 1)
 
         duplicates = self._retry(record)
         if protocol.needs_ack and not in_one_transaction:
-            self._retry(lambda: protocol.ack(target, acked))
-        self.completed += len(jobs)
+            self._retry(lambda: protocol.ack(target, deliveries))
+        self._count_completed(completions, duplicates, now)
+
+    def _record_one_by_one(self, target: redis.Redis, recorder: CompletionRecorder, jobs) -> None:
+        unrecordable = []
+        for delivery, job in jobs:
+            try:
+                self._record(target, recorder, [(delivery, job)], retried=True)
+            except redis.ResponseError as e:
+                self._error(e)
+                unrecordable.append((delivery, job, f"record failed: {e}"))
+        if unrecordable:
+            self._park_invalid(target, recorder.client, unrecordable)
+
+    def _count_completed(self, completions: list[tuple[JobRef, float]], duplicates: int, now: float) -> None:
+        self.completed += len(completions)
         self.duplicates += duplicates
-        for job in jobs:
+        for job, e2e_ms in completions:
             self.completed_by_run[job.run_id] = self.completed_by_run.get(job.run_id, 0) + 1
             self._run_last_seen[job.run_id] = now
-        for _, e2e_ms in completions:
             self._histogram.add(e2e_ms)
         self._last_completion = time.monotonic()
 
-    def _park_foreign(self, target: redis.Redis, deliveries: list[Delivery]) -> None:
-        pipe = target.pipeline(transaction=False)
-        pipe.lpush(foreign_jobs_key(self.queue), *(d.body for d in deliveries))
-        if self.protocol.needs_ack:
-            self.protocol.ack(target, deliveries, pipe)
+    def _park(self, target: redis.Redis, kind: str, deliveries: list[Delivery]) -> None:
+        """Each job kept whole on queuestorm:<kind>:<queue> and taken off the queue, in one MULTI: never one without
+        the other."""
+        pipe = target.pipeline(transaction=True)
+        for delivery in deliveries:
+            queue, parked = self.protocol.parked(delivery)
+            pipe.lpush(parking_key(kind, queue), parked)
+        self.protocol.release(target, deliveries, pipe)
         pipe.execute()
-        self.foreign += len(deliveries)
+
+    def _park_invalid(self, target: redis.Redis, ledger: redis.Redis, invalid) -> None:
+        """Parked, then counted under its run in the ledger when the run is known (RunKeys.invalid)."""
+        self._retry(lambda: self._park(target, "invalid", [delivery for delivery, _, _ in invalid]))
+        named_before = self.invalid
+        self.invalid += len(invalid)
+        for delivery, job, why in invalid[:max(0, INVALID_JOBS_NAMED - named_before)]:
+            name = job.job_id if job is not None else repr(delivery.body[:60])
+            print(f"[drain {os.getpid()}] job {name} cannot be recorded ({why}): parked in "
+                  f"{parking_key('invalid', self.protocol.parked(delivery)[0])}", file=sys.stderr, flush=True)
+        per_run = Counter(job.run_id if job is not None else run_id_of(delivery.body) for delivery, job, _ in invalid)
+        known = {run_id: count for run_id, count in per_run.items() if run_id is not None and valid_run_id(run_id)
+                 and self._retry(lambda: self._ledger_runs.exists(ledger, run_id))}
+        if known:
+            self._retry(lambda: self._count_invalid(ledger, known))
+
+    def _count_invalid(self, ledger: redis.Redis, per_run: dict[str, int]) -> None:
+        pipe = ledger.pipeline(transaction=False)
+        for run_id, count in per_run.items():
+            pipe.incrby(RunKeys(run_id).invalid, count)
+        pipe.execute()
 
     def _retry(self, operation):
         """A fetched job must not vanish because the ledger blinked: retry with backoff before giving up."""
@@ -258,8 +348,9 @@ class DrainWorker:
                 self.stop()
 
     def _report_loop(self) -> None:
-        """Every REPORT_SECONDS, and soon after the last completion of a burst: a run's check, which waits for
-        completions to stand still for POLL_SECONDS, then reads the drain's final count."""
+        """Every REPORT_SECONDS, soon after the last completion of a burst (a run's check waits for completions to
+        stand still for POLL_SECONDS, then reads the drain's final count), and soon after the held jobs changed (the
+        settle phase waits for nothing to be held)."""
         last_at, last_count, published_count = time.monotonic(), self.completed, self.completed
         while True:
             gevent.sleep(IDLE_REPORT_SECONDS)
@@ -267,29 +358,39 @@ class DrainWorker:
             if now - last_at >= REPORT_SECONDS:
                 self._report_rate = (self.completed - last_count) / (now - last_at)
                 last_at, last_count = now, self.completed
-            elif self.completed == published_count or now - self._last_completion < IDLE_REPORT_SECONDS:
+            elif not self._held_changed and (self.completed == published_count
+                                             or now - self._last_completion < IDLE_REPORT_SECONDS):
                 continue
             published_count = self.completed
+            self._held_changed = False
             self._publish()
 
     def _publish(self, final: bool = False) -> None:
-        """Vitals and throughput, under every run this process completed jobs of lately (see drain_reports)."""
+        """Vitals, throughput and the jobs held, under every run this process fetched jobs of lately or holds jobs of
+        now (see drain_reports)."""
         horizon = time.time() - RECENT_RUN_SECONDS
-        runs = [run_id for run_id, seen in self._run_last_seen.items() if seen >= horizon]
+        runs = [run_id for run_id, seen in self._run_last_seen.items()
+                if (seen >= horizon or self._held_by_run.get(run_id)) and self._ledger_runs.known(run_id)]
         if not runs:
             return
         common = dict(self.vitals.summary(), rate=round(self._report_rate, 1), completed_total=self.completed,
-                      duplicates=self.duplicates, foreign=self.foreign, errors=self.errors, final=final)
+                      duplicates=self.duplicates, foreign=self.foreign, invalid=self.invalid, errors=self.errors,
+                      final=final)
         try:
             if self._report_client is None:
                 self._report_client = (self._monitor_client if self.same_server
                                        else connect(self.ledger_url, check=False))
             drain_reports.publish(self._report_client, self.consumer_id,
-                                  {run_id: dict(common, completed=self.completed_by_run[run_id]) for run_id in runs})
+                                  {run_id: dict(common, **self._run_report(run_id)) for run_id in runs})
         except NETWORK_ERRORS as e:
             self._error(e)
         except UsageError as e:  # the ledger refused a new connection (max clients): next time
             self._error(e)
+
+    def _run_report(self, run_id: str) -> dict:
+        held = self._held_by_run.get(run_id, Counter())
+        return {"completed": self.completed_by_run.get(run_id, 0), "held": held.total(),
+                "held_ids": sorted(held.elements())}
 
     def _print_stats(self, final: bool = False) -> None:
         now = time.monotonic()
@@ -305,6 +406,7 @@ class DrainWorker:
             "duplicates": self.duplicates,
             "recovered": self.recovered,
             "foreign": self.foreign,
+            "invalid": self.invalid,
             "errors": self.errors,
             "rss_mb": self.vitals.rss.last,
             "cpu_pct": None if self.vitals.cpu.last is None else round(self.vitals.cpu.last),

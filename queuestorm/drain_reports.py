@@ -3,6 +3,10 @@
 A drain worker needs no run id: it publishes under each run whose jobs it completed recently, as the hash
 `queuestorm:{RUN}:drain:<consumer id>` (each value JSON-encoded), listed in the set `queuestorm:{RUN}:drains`.
 Both expire REPORT_TTL after the last write; `queuestorm clean` removes them with the rest of the run.
+
+Per run, besides vitals and throughput: `completed` (that run's jobs this process completed), `held` (that run's
+jobs it fetched and has not acknowledged yet: in flight, not lost) and `held_ids` (their "producer-seq" ids),
+`invalid` (jobs it could not record, parked), `updated_at`, and `final` (true once the process exited: held is 0).
 """
 
 import json

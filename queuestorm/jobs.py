@@ -34,9 +34,24 @@ _ENCODED = re.compile(rb'\{"qs":1,"run":"([A-Za-z0-9_.-]{1,64})","producer":(\d+
                       rb'"payload":"x*"\}\Z')
 
 
+MARKER = b'{"qs":'
+_RUN_FIELD = re.compile(rb'"run"\s*:\s*"([A-Za-z0-9_.-]{1,64})"')
+
+
+def has_marker(body: bytes) -> bool:
+    """Whether the body claims to be a queuestorm job (it may still fail to parse)."""
+    return body.startswith(MARKER)
+
+
+def run_id_of(body: bytes) -> str | None:
+    """The run a marked body names, read even when the rest of it does not parse; None when unreadable."""
+    found = _RUN_FIELD.search(body)
+    return found.group(1).decode() if found else None
+
+
 def decode(body: bytes) -> JobRef | None:
     """The job's identity, or None when the body is not a queuestorm job (a foreign job)."""
-    if not body.startswith(b'{"qs":'):
+    if not body.startswith(MARKER):
         return None
     encoded = _ENCODED.match(body)
     if encoded:

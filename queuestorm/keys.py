@@ -22,6 +22,7 @@ class RunKeys:
         self.completions = self.base + "completions"
         self.e2e = self.base + "e2e"
         self.drains = self.base + "drains"
+        self.invalid = self.base + "invalid"  # jobs of this run a drain could not record, parked instead
         self.pattern = self.base + "*"
         self.producer_pattern = self.base + "p:*"
 
@@ -44,9 +45,22 @@ class RunKeys:
         return f"{self.base}drain:{consumer_id}"
 
 
+PARKING_KINDS = ("foreign", "invalid")
+
+
 def foreign_jobs_key(queue: str) -> str:
     """Where a drain worker parks jobs it consumed that are not queuestorm's, so none is destroyed."""
     return f"{PREFIX}foreign:{queue}"
+
+
+def invalid_jobs_key(queue: str) -> str:
+    """Where a drain worker parks queuestorm jobs the ledger cannot record (a bad sequence number, an unknown run or
+    producer, a marker that does not parse), so none takes its batch down with it."""
+    return f"{PREFIX}invalid:{queue}"
+
+
+def parking_key(kind: str, queue: str) -> str:
+    return foreign_jobs_key(queue) if kind == "foreign" else invalid_jobs_key(queue)
 
 
 def generator_lock_key(queue: str) -> str:

@@ -47,6 +47,20 @@ class Protocol(ABC):
         """Tell the queue these jobs are done. Writes through `pipeline` when given (the caller executes it), so the
         acknowledgement can join the ledger's MULTI/EXEC."""
 
+    def parked(self, delivery: Delivery) -> tuple[str, bytes]:
+        """(queue name, bytes) kept for a fetched job that is parked instead of run (not queuestorm's, or one the
+        ledger cannot record): the job whole, or a reference to records the job keeps, enough for restore()."""
+        return self.queue, delivery.body
+
+    def release(self, client: redis.Redis, deliveries: list[Delivery], pipeline: redis.client.Pipeline) -> None:
+        """Take parked jobs off whatever the fetch put them in, leaving the jobs' own records as they were (never
+        marked done); writes through `pipeline`."""
+        self.ack(client, deliveries, pipeline)
+
+    def restore(self, pipeline: redis.client.Pipeline, queue: str, parked: bytes) -> None:
+        """Put a parked job back on `queue`, byte for byte, where the next fetch takes it."""
+        pipeline.rpush(queue, parked)
+
     def start_consumer(self, client: redis.Redis) -> int:
         """Called once when a consumer process starts: announce it, take back what a previous life of the same
         consumer id left in flight. Returns how many jobs were returned to the queue."""

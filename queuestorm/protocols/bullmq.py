@@ -14,6 +14,7 @@ import json
 import time
 import uuid
 from pathlib import Path
+from typing import NamedTuple
 
 import redis
 
@@ -58,6 +59,12 @@ def marker_of(data: bytes | None) -> bytes | None:
     if isinstance(value, str) and value.startswith('{"qs":'):
         return value.encode()
     return None
+
+
+class BullMQReceipt(NamedTuple):
+    job_id: bytes
+    token: str  # the lock's
+    attempts_started: int  # the job hash's `ats` after moveToActive
 
 
 class BullMQProtocol(Protocol):
@@ -111,7 +118,8 @@ class BullMQProtocol(Protocol):
         fields = dict(zip(raw[0][::2], raw[0][1::2]))
         job_id = raw[1]
         self._held[job_id] = token
-        return Delivery(marker_of(fields.get(b"data")) or b"bullmq:" + job_id, (job_id, token))
+        receipt = BullMQReceipt(job_id, token, int(fields.get(b"ats") or 1))
+        return Delivery(marker_of(fields.get(b"data")) or b"bullmq:" + job_id, receipt)
 
     def fetch(self, client: redis.Redis, block_seconds: float, count: int = 1) -> list[Delivery]:
         first = self._move_to_active(client)
@@ -133,7 +141,7 @@ class BullMQProtocol(Protocol):
         target = pipeline if pipeline is not None else client.pipeline(transaction=False)
         now = int(time.time() * 1000)
         for delivery in deliveries:
-            job_id, token = delivery.receipt
+            job_id, token, _ = delivery.receipt
             job = job_id.decode()
             opts = self._pack({"token": token, "keepJobs": {"count": -1}, "limiter": None,
                                "lockDuration": self.lock_ms, "attempts": 0, "attemptsMade": 0,
@@ -145,6 +153,29 @@ class BullMQProtocol(Protocol):
             self._held.pop(job_id, None)
         if pipeline is None:
             target.execute()
+
+    def parked(self, delivery):
+        """A reference: the job id, its hash left as it was before moveToActive."""
+        return self.queue, delivery.receipt.job_id
+
+    def release(self, client, deliveries, pipeline):
+        """moveToActive undone: out of the active list, unlocked, its attempt (ats, processedOn) taken back."""
+        for delivery in deliveries:
+            job_id, _, attempts_started = delivery.receipt
+            job_key = self.key(job_id.decode())
+            pipeline.lrem(self.key("active"), 1, job_id)
+            pipeline.delete(job_key + ":lock")
+            pipeline.srem(self.key("stalled"), job_id)
+            if attempts_started <= 1:
+                pipeline.hdel(job_key, "processedOn", "ats")
+            else:
+                pipeline.hincrby(job_key, "ats", -1)
+            self._held.pop(job_id, None)
+
+    def restore(self, pipeline, queue, parked):
+        """Onto the wait list's consuming end, with the marker that wakes BullMQ's workers."""
+        pipeline.rpush(f"{PREFIX}:{queue}:wait", parked)
+        pipeline.zadd(f"{PREFIX}:{queue}:marker", {"0": 0})
 
     def heartbeat(self, client: redis.Redis) -> None:
         if not self._held:

@@ -19,6 +19,7 @@ import json
 import os
 import time
 import uuid
+from typing import NamedTuple
 
 import redis
 
@@ -69,6 +70,24 @@ def marker_of(message: dict) -> bytes | None:
     return marker.encode() if isinstance(marker, str) and marker.startswith('{"qs":') else None
 
 
+class CeleryReceipt(NamedTuple):
+    tag: str | None  # the delivery tag under which `unacked` holds the message; None when it is not a kombu message
+    queue: str
+    raw: bytes
+
+
+def queue_of(key: bytes | str) -> str:
+    return key.decode() if isinstance(key, bytes) else key
+
+
+def _message(raw: bytes) -> dict | None:
+    try:
+        message = json.loads(raw)
+    except ValueError:
+        return None
+    return message if isinstance(message, dict) else None
+
+
 class CeleryProtocol(Protocol):
     name = "celery"
     needs_ack = True
@@ -110,23 +129,31 @@ class CeleryProtocol(Protocol):
         pipe = client.pipeline(transaction=False)
         deliveries = []
         for raw in raws:
-            message = json.loads(raw)
+            message = _message(raw)
+            if message is None:  # not a kombu message: nothing to track in unacked, parked as it came
+                deliveries.append(Delivery(raw, CeleryReceipt(None, queue_of(reply[0]), raw)))
+                continue
             properties = message.setdefault("properties", {})
             tag = properties.get("delivery_tag") or str(uuid.uuid4())
             info = properties.get("delivery_info") or {}
             pipe.zadd(UNACKED_INDEX, {tag: now})
             pipe.hset(UNACKED, tag, json.dumps([message, info.get("exchange", ""), info.get("routing_key", "")]))
-            deliveries.append(Delivery(marker_of(message) or raw, tag))
+            deliveries.append(Delivery(marker_of(message) or raw, CeleryReceipt(tag, queue_of(reply[0]), raw)))
         pipe.execute()
         return deliveries
 
     def ack(self, client, deliveries, pipeline=None):
         pipe = pipeline if pipeline is not None else client.pipeline(transaction=False)
         for delivery in deliveries:
-            pipe.zrem(UNACKED_INDEX, delivery.receipt)
-            pipe.hdel(UNACKED, delivery.receipt)
+            if delivery.receipt.tag is not None:
+                pipe.zrem(UNACKED_INDEX, delivery.receipt.tag)
+                pipe.hdel(UNACKED, delivery.receipt.tag)
         if pipeline is None:
             pipe.execute()
+
+    def parked(self, delivery):
+        """The message as it was on the queue, before the fetch tracked it in `unacked`."""
+        return delivery.receipt.queue, delivery.receipt.raw
 
     def recover_abandoned(self, client: redis.Redis) -> int:
         """kombu's restore_visible: unacked messages older than the visibility timeout go back onto their queue."""

@@ -19,6 +19,7 @@ import time
 import uuid
 import zlib
 from datetime import datetime, timezone
+from typing import NamedTuple
 
 import redis
 
@@ -30,6 +31,7 @@ JOB_TIMEOUT = 180  # RQ's default job timeout, seconds
 RESULT_TTL = 500  # RQ's default result_ttl
 FAILURE_TTL = 31536000  # RQ's default failure_ttl (a year)
 # The marker as JobEncoder writes it, found inside a pickled or JSON-serialized args tuple without unpickling
+STARTED_FIELDS = ("status", "started_at", "last_heartbeat", "worker_name")  # what a fetch writes in a job hash
 MARKER = re.compile(rb'\{(?:\\?"qs\\?":1),.*?\\?"payload\\?":\\?"x*\\?"\}')
 
 
@@ -61,6 +63,12 @@ def marker_of(data: bytes | None) -> bytes | None:
         pass
     found = MARKER.search(data)
     return found.group(0).replace(b'\\"', b'"') if found else None
+
+
+class RQReceipt(NamedTuple):
+    job_id: bytes
+    execution: str | None  # the rq:wip:Q member; None for a job that is not queuestorm's, which the fetch left as is
+    before: dict  # the job hash's fields the fetch overwrote, as they were (None: absent)
 
 
 class RQProtocol(Protocol):
@@ -96,12 +104,16 @@ class RQProtocol(Protocol):
             ids += [job_id for job_id in pipe.execute() if job_id is not None]
         pipe = client.pipeline(transaction=False)
         for job_id in ids:
-            pipe.hget(b"rq:job:" + job_id, "data")
-        datas = pipe.execute()
+            pipe.hmget(b"rq:job:" + job_id, "data", *STARTED_FIELDS)
+        rows = pipe.execute()
         now = time.time()
         pipe = client.pipeline(transaction=True)
         deliveries = []
-        for job_id, data in zip(ids, datas):
+        for job_id, (data, *before) in zip(ids, rows):
+            marker = marker_of(data)
+            if data is not None and marker is None:  # another application's job: untouched until parked
+                deliveries.append(Delivery(job_id, RQReceipt(job_id, None, {})))
+                continue
             pipe.lrem(self.intermediate, 1, job_id)
             if data is None:  # the job hash is gone (deleted, expired): RQ skips it too
                 continue
@@ -110,7 +122,7 @@ class RQProtocol(Protocol):
                                                      "last_heartbeat": utcformat(now),
                                                      "worker_name": self.consumer_id})
             pipe.zadd(self.wip, {execution: now + JOB_TIMEOUT + 60})
-            deliveries.append(Delivery(marker_of(data) or job_id, (job_id, execution)))
+            deliveries.append(Delivery(marker, RQReceipt(job_id, execution, dict(zip(STARTED_FIELDS, before)))))
         pipe.execute()
         return deliveries
 
@@ -118,7 +130,7 @@ class RQProtocol(Protocol):
         pipe = pipeline if pipeline is not None else client.pipeline(transaction=False)
         now = time.time()
         for delivery in deliveries:
-            job_id, execution = delivery.receipt
+            job_id, execution, _ = delivery.receipt
             key = b"rq:job:" + job_id
             pipe.hset(key, mapping={"status": "finished", "ended_at": utcformat(now)})
             pipe.expire(key, RESULT_TTL)
@@ -126,6 +138,30 @@ class RQProtocol(Protocol):
             pipe.zadd(self.finished, {job_id: now + RESULT_TTL})
         if pipeline is None:
             pipe.execute()
+
+    def parked(self, delivery):
+        """A reference: the job id, its hash left as it was."""
+        return self.queue, delivery.receipt.job_id
+
+    def release(self, client, deliveries, pipeline):
+        """Out of the intermediate list (a foreign job, never started), or its start undone (a marked job)."""
+        for delivery in deliveries:
+            job_id, execution, before = delivery.receipt
+            if execution is None:
+                pipeline.lrem(self.intermediate, 1, job_id)
+                continue
+            pipeline.zrem(self.wip, execution)
+            absent = [name for name, value in before.items() if value is None]
+            if absent:
+                pipeline.hdel(b"rq:job:" + job_id, *absent)
+            present = {name: value for name, value in before.items() if value is not None}
+            if present:
+                pipeline.hset(b"rq:job:" + job_id, mapping=present)
+
+    def restore(self, pipeline, queue, parked):
+        """At the head of the queue, where the next worker's BLMOVE takes it."""
+        pipeline.sadd("rq:queues", f"rq:queue:{queue}")
+        pipeline.lpush(f"rq:queue:{queue}", parked)
 
     def recover_abandoned(self, client: redis.Redis) -> int:
         """RQ's maintenance: executions past their deadline (StartedJobRegistry.cleanup) and jobs stuck in the

@@ -82,6 +82,15 @@ class SidekiqProtocol(Protocol):
             deliveries += [self._delivery(key, job) for job in more]
         return deliveries
 
+    def parked(self, delivery):
+        key, job = delivery.receipt
+        return key.decode().removeprefix("queue:"), job
+
+    def restore(self, pipeline, queue, parked):
+        """At the end BRPOP takes from, as Sidekiq's own shutdown requeues (RPUSH)."""
+        pipeline.sadd("queues", queue)
+        pipeline.rpush(f"queue:{queue}", parked)
+
     def depth(self, client: redis.Redis) -> int:
         pipe = client.pipeline(transaction=False)
         for key in self.keys:

@@ -5,6 +5,8 @@ Acknowledged entries are deleted, so the stream holds only jobs not yet done and
 queuestorm never trims (no MAXLEN): trimming deletes entries whether or not a consumer has read them, and every
 entry trimmed unread is a lost job. The protocol assumes one consumer group per stream (the drain fleet)."""
 
+from typing import NamedTuple
+
 import redis
 
 from ..errors import UsageError
@@ -44,15 +46,24 @@ class StreamProtocol(Protocol):
             return []
         if not reply:
             return []
-        return [Delivery(_body(fields), entry_id) for entry_id, fields in reply[0][1] if fields]
+        return [Delivery(_job_or_entry(entry_id, fields), StreamEntry(entry_id, fields))
+                for entry_id, fields in reply[0][1] if fields]
 
     def ack(self, client, deliveries, pipeline=None):
-        ids = [d.receipt for d in deliveries]
+        ids = [d.receipt.id for d in deliveries]
         pipe = pipeline if pipeline is not None else client.pipeline(transaction=False)
         pipe.execute_command("XACK", self.queue, GROUP, *ids)
         pipe.execute_command("XDEL", self.queue, *ids)
         if pipeline is None:
             pipe.execute()
+
+    def parked(self, delivery):
+        return self.queue, pack_entry(delivery.receipt.id, delivery.receipt.fields)
+
+    def restore(self, pipeline, queue, parked):
+        """A new entry id (a stream only grows), every field as it was."""
+        _entry_id, fields = unpack_entry(parked)
+        pipeline.execute_command("XADD", queue, "*", *(item for pair in fields.items() for item in pair))
 
     def start_consumer(self, client: redis.Redis) -> int:
         self._ensure_group(client)
@@ -80,13 +91,13 @@ class StreamProtocol(Protocol):
         if not ids:
             return 0
         pipe = client.pipeline(transaction=True)
-        bodies = [_body(fields) for entry_id, fields in claimed if entry_id is not None and fields]
-        for body in bodies:
-            pipe.execute_command("XADD", self.queue, "*", FIELD, body)
+        entries = [fields for entry_id, fields in claimed if entry_id is not None and fields]
+        for fields in entries:  # every field, so a foreign entry comes back whole too
+            pipe.execute_command("XADD", self.queue, "*", *(item for pair in fields.items() for item in pair))
         pipe.execute_command("XACK", self.queue, GROUP, *ids)
         pipe.execute_command("XDEL", self.queue, *ids)
         pipe.execute()
-        return len(bodies)
+        return len(entries)
 
     def depth(self, client: redis.Redis) -> int:
         return client.xlen(self.queue)
@@ -97,5 +108,31 @@ class StreamProtocol(Protocol):
             yield [_body(fields) for _, fields in entries if fields]
 
 
-def _body(fields: dict) -> bytes:
-    return fields.get(FIELD, b"")
+class StreamEntry(NamedTuple):
+    id: bytes
+    fields: dict
+
+
+def _job_or_entry(entry_id: bytes, fields: dict) -> bytes:
+    """The job body of an entry that holds only queuestorm's `job` field; any other entry is foreign, whole."""
+    if list(fields) == [FIELD]:
+        return fields[FIELD]
+    return pack_entry(entry_id, fields)
+
+
+def pack_entry(entry_id: bytes, fields: dict) -> bytes:
+    """An entry as netstrings (`<length>:<bytes>,` each: its id, then field, value, ...): byte for byte, any bytes."""
+    items = [entry_id, *(item for pair in fields.items() for item in pair)]
+    return b"".join(b"%d:%s," % (len(item), item) for item in items)
+
+
+def unpack_entry(packed: bytes) -> tuple[bytes, dict]:
+    items, at = [], 0
+    while at < len(packed):
+        colon = packed.index(b":", at)
+        end = colon + 1 + int(packed[at:colon])
+        if packed[end:end + 1] != b",":
+            raise ValueError(f"not a parked stream entry at byte {at}")
+        items.append(packed[colon + 1:end])
+        at = end + 1
+    return items[0], dict(zip(items[1::2], items[2::2]))
