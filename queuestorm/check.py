@@ -49,6 +49,7 @@ class Verdict:
     duplicate_deliveries: int = 0
     unexpected: int = 0
     recovered: int = 0
+    invalid: int = 0  # jobs of this run a drain could not record: parked whole in queuestorm:invalid:<queue>
     lost_ids: list[str] = field(default_factory=list)
     unfinished_ids: list[str] = field(default_factory=list)
     duplicated_ids: list[str] = field(default_factory=list)
@@ -116,6 +117,7 @@ def check_run(client: redis.Redis, run_id: str, max_duplicated: int = 0, id_limi
     for jobs in open_jobs:
         _classify_open(jobs, v, id_limit)
     v.e2e_ms = percentiles({int(b): int(c) for b, c in client.hgetall(keys.e2e).items()})
+    v.invalid = int(client.get(keys.invalid) or 0)
     judge(v)
     return v
 

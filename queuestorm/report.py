@@ -85,6 +85,7 @@ def render(v: Verdict, server_note: str | None = None) -> str:
         ("duplicated", v.duplicated),
         ("unexpected", v.unexpected),
         ("recovered", v.recovered),
+        ("invalid (parked, not recorded)", v.invalid),
         ("e2e p50 / p95 / p99 / max (ms)", f"{ms('p50')} / {ms('p95')} / {ms('p99')} / {ms('max')}"),
         ("first lost", _ids(v.lost_ids, v.lost)),
         ("first unfinished", _ids(v.unfinished_ids, v.unfinished)),

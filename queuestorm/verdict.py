@@ -8,7 +8,7 @@ def reasons_for(v, *, settled=None, grace: float | None = None, breaches=()) -> 
     reasons = []
     if v.lost > v.max_lost:
         reasons.append(f"{v.lost} job(s) lost" + (f" (allowed: {v.max_lost})" if v.max_lost else ""))
-    unfinished = getattr(v, "unfinished", 0)
+    unfinished = v.unfinished
     if unfinished:
         if settled is not None and not settled.settled and grace is not None:
             reasons.append(f"{unfinished} job(s) unfinished: the drain did not finish within --grace {grace:g}s")
@@ -18,9 +18,9 @@ def reasons_for(v, *, settled=None, grace: float | None = None, breaches=()) -> 
         reasons.append(f"{v.unexpected} job(s) completed that were never enqueued")
     if v.duplicated > v.max_duplicated:
         reasons.append(f"{v.duplicated} job(s) duplicated (allowed: {v.max_duplicated})")
-    invalid = getattr(v, "invalid", 0)
-    if invalid:
-        reasons.append(f"{invalid} job(s) carried queuestorm's marker but could not be recorded (parked as invalid)")
+    if v.invalid:
+        reasons.append(f"{v.invalid} job(s) of this run could not be recorded: parked whole as invalid "
+                       "(queuestorm foreign --invalid lists them)")
     if v.enqueued + v.maybe_enqueued == 0:
         reasons.append("no job was enqueued: nothing was proven")
     return reasons + list(breaches)

@@ -65,7 +65,9 @@ def test_a_poison_job_in_a_batch_of_50_is_parked_and_every_other_job_completes(p
     assert int(r.get(f"queuestorm:{{{run_id}}}:invalid")) == 1
     assert_nothing_left(r, protocol, queue)
     check_code, doc = check_report(redis_url, run_id, tmp_path)
-    assert check_code == 0 and (doc["completed"], doc["lost"], doc["duplicated"]) == (49, 0, 0)
+    assert (doc["completed"], doc["lost"], doc["duplicated"], doc["invalid"]) == (49, 0, 0, 1)
+    assert check_code == 1 and doc["reasons"] == [
+        "1 job(s) of this run could not be recorded: parked whole as invalid (queuestorm foreign --invalid lists them)"]
 
 
 def test_a_drain_that_recorded_everything_exits_0(r, redis_url, queue, run_id):
@@ -92,7 +94,7 @@ def test_an_unknown_producer_an_unknown_run_and_an_unparseable_marker_are_parked
     assert int(r.get(f"queuestorm:{{{run_id}}}:invalid")) == 2  # the unknown run's job counts under no run
     assert not r.keys("queuestorm:{no-such-run}:*")  # neither a counter nor a drain report for a run that is not
     check_code, doc = check_report(redis_url, run_id, tmp_path)
-    assert check_code == 0 and (doc["completed"], doc["lost"]) == (49, 0)
+    assert check_code == 1 and (doc["completed"], doc["lost"], doc["invalid"]) == (49, 0, 2)
 
 
 def test_a_producer_registered_after_the_drain_met_the_run_is_known(r, redis_url, queue, run_id):
@@ -147,4 +149,4 @@ def test_an_rq_job_that_cannot_be_recorded_keeps_its_hash_as_before_the_fetch(r,
     assert r.hgetall(b"rq:job:" + poison_id) == before and before[b"status"] == b"queued"
     assert r.lrange(f"queuestorm:invalid:{queue}", 0, -1) == [poison_id] and r.zcard(f"rq:wip:{queue}") == 0
     check_code, doc = check_report(redis_url, run_id, tmp_path)
-    assert check_code == 0 and (doc["completed"], doc["lost"]) == (49, 0)
+    assert check_code == 1 and (doc["completed"], doc["lost"], doc["invalid"]) == (49, 0, 1)

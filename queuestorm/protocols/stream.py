@@ -105,7 +105,7 @@ class StreamProtocol(Protocol):
     def unfinished_bodies(self, client: redis.Redis):
         """Acknowledged entries are deleted: every entry left, pending or not yet read, is unfinished."""
         for entries in stream_pages(client, self.queue):
-            yield [_body(fields) for _, fields in entries if fields]
+            yield [_job_or_entry(entry_id, fields) for entry_id, fields in entries if fields]
 
 
 class StreamEntry(NamedTuple):
