@@ -29,7 +29,8 @@ def _add_drain(sub) -> None:
     p.add_argument("--concurrency", type=bounded(int, low=1, high=10000),
                    default=settings.env("QS_DRAIN_CONCURRENCY", "10"),
                    help="greenlets per process [QS_DRAIN_CONCURRENCY; default: 10]")
-    p.add_argument("--processes", type=bounded(int, low=1, high=1000), default=1, help="drain processes to run side by side (default: 1)")
+    p.add_argument("--processes", type=bounded(int, low=1, high=1000), default=1,
+                   help="drain processes to run side by side (default: 1)")
     p.add_argument("--batch", type=bounded(int, low=1, high=100000), default=settings.env("QS_DRAIN_BATCH", "50"),
                    help="jobs taken per fetch when there is no --work-ms [QS_DRAIN_BATCH; default: 50]")
     p.add_argument("--visibility-timeout", type=bounded(low=0.1),
@@ -40,7 +41,8 @@ def _add_drain(sub) -> None:
                    help="seconds a fetch blocks waiting for a job (default: 1)")
     p.add_argument("--work-ms", type=bounded(), default=0.0, help="simulated work per job, in ms (default: 0)")
     p.add_argument("--until-empty", action="store_true", help="exit once the queue is empty and nothing moves")
-    p.add_argument("--stats-interval", type=bounded(above=0), default=3.0, help="seconds between stats lines (default: 3)")
+    p.add_argument("--stats-interval", type=bounded(above=0), default=3.0,
+                   help="seconds between stats lines (default: 3)")
     p.add_argument("--consumer-id", default=None,
                    help="stable consumer identity, kept across restarts (default: host-pid)")
 
@@ -135,10 +137,12 @@ def cmd_check(a) -> int:
     from . import drain_reports
     from .check import check_run
     from .connection import connect
+    from .output_paths import check_path
     from .report import render, write_json
 
     run_id = _run_id(a.run_id)
     url = _need(a.ledger_url, "--ledger-url (or QS_LEDGER_URL / REDIS_URL)")
+    check_path("--json", a.json_path)
     client = connect(url, role="ledger Redis")
     verdict = check_run(client, run_id, max_duplicated=a.max_duplicated)
     drains = drain_reports.read(client, run_id)

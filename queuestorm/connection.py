@@ -70,6 +70,14 @@ def client_name(base: str, run_id: str | None = None) -> str:
     return f"{base}:{run_id}" if run_id and valid_run_id(run_id) else base
 
 
+def url_of(client: redis.Redis) -> str:
+    """A client's server as a URL without credentials, for messages about a client given without its URL."""
+    kwargs = client.connection_pool.connection_kwargs
+    if kwargs.get("path"):
+        return f"unix://{kwargs['path']}"
+    return f"redis://{kwargs.get('host', 'localhost')}:{kwargs.get('port', 6379)}/{kwargs.get('db', 0)}"
+
+
 def describe_redis_error(e: BaseException, url: str, role: str = "Redis") -> str:
     """The one line a user sees for a Redis or network error: what refused what, naming the URL (redacted)."""
     where = f"{role} at {redact(url)}"
@@ -77,7 +85,7 @@ def describe_redis_error(e: BaseException, url: str, role: str = "Redis") -> str
     upper = message.upper()
     if isinstance(e, redis.exceptions.NoPermissionError) or upper.startswith("NOPERM") or "NO PERMISSIONS" in upper:
         needed = re.search(r"run the '([^']+)' command", message)
-        hint = f" (grant it: ACL SETUSER <user> +{needed[1]})" if needed else " (check the user's ACL: commands and key patterns)"
+        hint = f" (grant it: ACL SETUSER <user> +{needed[1]})" if needed else " (check the user's ACL: commands, keys)"
         return f"{where} refused a command: the user lacks a permission: {message}{hint}"
     if isinstance(e, redis.exceptions.ReadOnlyError) or upper.startswith("READONLY"):
         return f"{where} is a read-only replica: {message} (give the primary's URL)"
@@ -131,8 +139,8 @@ def connect(url: str, *, block_seconds: float | None = None, check: bool = True,
 
 
 def _is_refusal(e: redis.ResponseError) -> bool:
-    return isinstance(e, (redis.AuthenticationError, redis.exceptions.NoPermissionError, redis.exceptions.ReadOnlyError)) or \
-        str(e).upper().startswith(("NOAUTH", "WRONGPASS", "NOPERM"))
+    refusals = (redis.AuthenticationError, redis.exceptions.NoPermissionError, redis.exceptions.ReadOnlyError)
+    return isinstance(e, refusals) or str(e).upper().startswith(("NOAUTH", "WRONGPASS", "NOPERM"))
 
 
 def server_description(client: redis.Redis) -> str:

@@ -17,6 +17,7 @@ from .jobs import decode
 from .keys import foreign_jobs_key
 from .latency import LocalHistogram
 from .ledger import CompletionRecorder
+from .preflight import ready_for
 from .protocols import Delivery, Protocol, make_protocol, require_server_version
 from .vitals import VitalsSampler
 
@@ -88,6 +89,7 @@ class DrainWorker:
     def run(self) -> int:
         self._monitor_client = connect(self.redis_url, role="target Redis")
         require_server_version(self._monitor_client, self.protocol, redact(self.redis_url))
+        ready_for(self._monitor_client, self.protocol, self.redis_url, "drain", self.ledger_url)
         connect(self.ledger_url, role="ledger Redis").close()
         self.recovered += self.protocol.start_consumer(self._monitor_client)
         for sig in (signal.SIGTERM, signal.SIGINT):

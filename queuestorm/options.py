@@ -20,6 +20,7 @@ def _optional(convert):
     def optional(text):
         return None if text in (None, "", "None") else convert(text)
     optional.__name__ = convert.__name__
+    optional.bounds = convert.bounds
     return optional
 
 
@@ -28,6 +29,7 @@ def _optional(convert):
 PER_TEST = ("rate", "payload_kb", "grace", "max_duplicated", "max_lost", "max_error_ratio", "min_rate",
             "latency_limit", "warmup", "report", "connection_limit")
 FIXED_NOTE = " [fixed at startup]"
+SECRET_OPTIONS = ("redis_url", "ledger_url")  # URLs that may carry a password: the web UI shows them redacted
 
 
 def _show_in_web_ui(actions) -> None:
@@ -36,7 +38,7 @@ def _show_in_web_ui(actions) -> None:
         if action.dest == "help" or hasattr(action, "include_in_web_ui"):
             continue
         action.include_in_web_ui = True
-        action.is_secret = action.dest in ("redis_url", "ledger_url")  # may carry a password
+        action.is_secret = action.dest in SECRET_OPTIONS
         action.is_required = action.is_multiple = False
         if action.dest not in PER_TEST and action.dest in RunConfig.__dataclass_fields__ and action.help:
             action.help += FIXED_NOTE
@@ -118,7 +120,8 @@ def _declare(parser) -> None:
     group.add_argument("--drain-concurrency", env_var="QS_DRAIN_CONCURRENCY",
                        type=bounded(int, low=1, high=10000), default=20,
                        help="greenlets per inline drain process (default: 20)")
-    group.add_argument("--drain-processes", env_var="QS_DRAIN_PROCESSES", type=bounded(int, low=1, high=1000), default=1,
+    group.add_argument("--drain-processes", env_var="QS_DRAIN_PROCESSES", type=bounded(int, low=1, high=1000),
+                       default=1,
                        help="inline drain processes (default: 1)")
     group.add_argument("--visibility-timeout", env_var="QS_VISIBILITY_TIMEOUT", type=bounded(low=0.1), default=30.0,
                        help="seconds a silent consumer keeps its jobs before they return to the queue "
@@ -149,7 +152,8 @@ def _declare(parser) -> None:
     limits = parser.add_argument_group("queuestorm thresholds", "crossing one fails the run with exit code 1")
     limits.add_argument("--max-lost", env_var="QS_MAX_LOST", type=bounded(int), default=0,
                         help="lost jobs tolerated (default: 0)")
-    limits.add_argument("--max-error-ratio", env_var="QS_MAX_ERROR_RATIO", type=_optional(bounded(high=1)), default=None,
+    limits.add_argument("--max-error-ratio", env_var="QS_MAX_ERROR_RATIO", type=_optional(bounded(high=1)),
+                        default=None,
                         help="failed / all Locust requests tolerated, e.g. 0.01 (default: no limit)")
     limits.add_argument("--min-rate", env_var="QS_MIN_RATE", type=bounded(), default=0.0,
                         help="lowest achieved enqueue rate, jobs/s (default: no limit)")
