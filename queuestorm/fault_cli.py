@@ -9,7 +9,7 @@ import time
 import gevent
 
 from . import settings
-from .connection import connect, redact
+from .connection import connect, redact, scrub
 from .errors import EXIT_PASS, UsageError
 from .keys import valid_run_id
 from .faults import FaultContext, FaultRunner, parse_faults
@@ -58,7 +58,7 @@ def cmd_fault(a) -> int:
     if a.kind == "latency":
         context.proxy = ProxyProcess(a.redis_url, listen_port=a.listen_port)
         print(f"latency proxy: point clients at {redact(context.proxy.url)}", flush=True)
-    runner = FaultRunner([spec], context)
+    runner = FaultRunner([spec], context, log_failures=False)
     gevent.signal_handler(signal.SIGTERM, gevent.kill, gevent.getcurrent(), KeyboardInterrupt)
     try:
         runner.start()
@@ -71,7 +71,7 @@ def cmd_fault(a) -> int:
             context.proxy.stop()
     record = runner.records[0] if runner.records else {}
     if "error" in record:
-        raise UsageError(f"{a.kind} on {redact(a.redis_url)} failed: {record['error']}")
+        raise UsageError(f"{a.kind} on {redact(a.redis_url)} failed: {scrub(record['error'], a.redis_url)}")
     return EXIT_PASS
 
 

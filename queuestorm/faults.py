@@ -236,8 +236,9 @@ def _number(value, where: str, convert=SECONDS):
 class FaultRunner:
     """Runs the schedule from the moment the load starts; logs, records and times every fault as a Locust event."""
 
-    def __init__(self, specs: list[FaultSpec], context: FaultContext, environment=None):
+    def __init__(self, specs: list[FaultSpec], context: FaultContext, environment=None, log_failures: bool = True):
         self.specs = sorted(specs, key=lambda s: s.at)
+        self.log_failures = log_failures  # False where the caller reports a failure itself (the fault CLI)
         self.context = context
         self.environment = environment
         self.records: list[dict] = []
@@ -274,7 +275,8 @@ class FaultRunner:
             self._active.remove(fault)
             error = e
             record["error"] = f"{type(e).__name__}: {e}"
-        log.warning("fault %s at +%.1fs: %s", fault.kind, at, record.get("detail") or record.get("error"))
+        if error is None or self.log_failures:
+            log.warning("fault %s at +%.1fs: %s", fault.kind, at, record.get("detail") or record.get("error"))
         if self.environment is not None:
             self.environment.events.request.fire(
                 request_type="fault", name=fault.kind, response_time=(time.perf_counter() - started) * 1000,
