@@ -179,3 +179,23 @@ def test_a_whole_run_and_its_check_never_show_the_password(protected, tmp_path, 
     leaks = [where for where, data in places.items() if PASSWORD.encode() in data]
     assert not leaks, leaks
     assert any(name.startswith("queuestorm-load:" + run_id) for name in client_names), client_names
+
+
+def test_a_multi_process_drain_hands_its_urls_to_its_children_through_the_environment(protected, queue):
+    url = f"redis://:{PASSWORD}@127.0.0.1:{protected}/0"
+    proc = subprocess.Popen([sys.executable, "-m", "queuestorm", "drain", "--processes", "2", "--queue", queue],
+                            env=dict(os.environ, REDIS_URL=url), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        children, deadline = [], time.monotonic() + 20
+        while len(children) < 2 and time.monotonic() < deadline:
+            listing = subprocess.run(["ps", "-eww", "-o", "args"], capture_output=True, text=True).stdout
+            children = [line for line in listing.splitlines() if "queuestorm drain" in line and "--processes 1" in line
+                        and queue in line]
+        assert len(children) == 2 and not any(PASSWORD in line for line in children), children
+        admin = redis.Redis(port=protected, password=PASSWORD)
+        while len([c for c in admin.client_list() if c.get("name") == "queuestorm-drain"]) < 2 * 10:
+            assert time.monotonic() < deadline, "the children never connected"
+            time.sleep(0.05)
+    finally:
+        proc.terminate()
+        proc.wait(20)

@@ -223,3 +223,15 @@ def test_require_permissions_names_the_role_the_protocol_and_every_refused_comma
         require_permissions(connect(url), make_protocol("stream", queue), url, "enqueue")
     full = f"redis://127.0.0.1:{acl_server}/0"
     require_permissions(connect(full), make_protocol("rq", queue), full, "drain", ledger_url=full)
+
+
+def test_a_hook_refused_by_the_ledger_raises_one_line_naming_it(acl_server, monkeypatch):
+    from queuestorm.hooks import record_completion
+    from queuestorm.jobs import JobEncoder
+
+    monkeypatch.setenv("QS_LEDGER_URL", f"redis://reader:readpw@127.0.0.1:{acl_server}/0")
+    with pytest.raises(UsageError) as e:
+        record_completion(JobEncoder("hook-run", 1, 10).encode(0))
+    message = str(e.value)
+    assert message.startswith(f"queuestorm hook: ledger Redis at redis://reader:***@127.0.0.1:{acl_server}/0")
+    assert "lacks a permission" in message and "\n" not in message and "readpw" not in message
