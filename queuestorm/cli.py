@@ -5,11 +5,16 @@ from gevent import monkey
 monkey.patch_all()
 
 import argparse  # noqa: E402
+import os  # noqa: E402
 import sys  # noqa: E402
 
+import redis  # noqa: E402
+
 from . import error_queue, fault_cli, foreign, settings  # noqa: E402
+from .connection import describe_redis_error  # noqa: E402
 from .errors import EXIT_CANNOT_RUN, EXIT_FAILED, EXIT_PASS, UsageError  # noqa: E402
 from .keys import valid_run_id  # noqa: E402
+from .option_types import ArgumentParser, bounded  # noqa: E402
 
 
 def _add_drain(sub) -> None:
@@ -21,19 +26,23 @@ def _add_drain(sub) -> None:
                    help="wire protocol [QS_PROTOCOL; default: list]")
     p.add_argument("--queue", default=settings.env("QS_QUEUE", settings.DEFAULT_QUEUE),
                    help=f"queue key [QS_QUEUE; default: {settings.DEFAULT_QUEUE}]")
-    p.add_argument("--concurrency", type=int, default=int(settings.env("QS_DRAIN_CONCURRENCY", 10)),
+    p.add_argument("--concurrency", type=bounded(int, low=1, high=10000),
+                   default=settings.env("QS_DRAIN_CONCURRENCY", "10"),
                    help="greenlets per process [QS_DRAIN_CONCURRENCY; default: 10]")
-    p.add_argument("--processes", type=int, default=1, help="drain processes to run side by side (default: 1)")
-    p.add_argument("--batch", type=int, default=int(settings.env("QS_DRAIN_BATCH", 50)),
+    p.add_argument("--processes", type=bounded(int, low=1, high=1000), default=1,
+                   help="drain processes to run side by side (default: 1)")
+    p.add_argument("--batch", type=bounded(int, low=1, high=100000), default=settings.env("QS_DRAIN_BATCH", "50"),
                    help="jobs taken per fetch when there is no --work-ms [QS_DRAIN_BATCH; default: 50]")
-    p.add_argument("--visibility-timeout", type=float, default=float(settings.env("QS_VISIBILITY_TIMEOUT", 30)),
+    p.add_argument("--visibility-timeout", type=bounded(low=0.1),
+                   default=settings.env("QS_VISIBILITY_TIMEOUT", "30"),
                    help="seconds a silent consumer keeps its jobs before the reaper returns them to the queue "
                         "(reliable, stream) [QS_VISIBILITY_TIMEOUT; default: 30]")
-    p.add_argument("--block", type=float, default=settings.DEFAULT_BLOCK_SECONDS,
+    p.add_argument("--block", type=bounded(above=0, high=3600), default=settings.DEFAULT_BLOCK_SECONDS,
                    help="seconds a fetch blocks waiting for a job (default: 1)")
-    p.add_argument("--work-ms", type=float, default=0.0, help="simulated work per job, in ms (default: 0)")
+    p.add_argument("--work-ms", type=bounded(), default=0.0, help="simulated work per job, in ms (default: 0)")
     p.add_argument("--until-empty", action="store_true", help="exit once the queue is empty and nothing moves")
-    p.add_argument("--stats-interval", type=float, default=3.0, help="seconds between stats lines (default: 3)")
+    p.add_argument("--stats-interval", type=bounded(above=0), default=3.0,
+                   help="seconds between stats lines (default: 3)")
     p.add_argument("--consumer-id", default=None,
                    help="stable consumer identity, kept across restarts (default: host-pid)")
 
@@ -45,7 +54,7 @@ def _add_check(sub) -> None:
                    help="Redis holding the ledger [QS_LEDGER_URL, then REDIS_URL]")
     p.add_argument("--json", dest="json_path", default=settings.env("QS_REPORT"),
                    help="also write the verdict as JSON here [QS_REPORT]")
-    p.add_argument("--max-duplicated", type=int, default=int(settings.env("QS_MAX_DUPLICATED", 0)),
+    p.add_argument("--max-duplicated", type=bounded(int), default=settings.env("QS_MAX_DUPLICATED", "0"),
                    help="duplicates tolerated before the run fails [QS_MAX_DUPLICATED; default: 0]")
     p.add_argument("--max-lost", type=int, default=int(settings.env("QS_MAX_LOST", 0)),
                    help="lost jobs tolerated before the run fails [QS_MAX_LOST; default: 0]")
@@ -62,7 +71,7 @@ def _add_clean(sub) -> None:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="queuestorm", description=__doc__)
+    p = ArgumentParser(prog="queuestorm", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
     _add_drain(sub)
     _add_check(sub)
@@ -90,9 +99,10 @@ def cmd_drain(a) -> int:
     from .drain import DrainWorker, run_processes
 
     redis_url = _need(a.redis_url, "--redis-url (or REDIS_URL)")
-    if a.processes < 1:
-        raise UsageError(f"--processes must be at least 1, got {a.processes}")
+    if settings.env("QS_RUN_ID"):
+        _run_id(settings.env("QS_RUN_ID"))  # names this drain's connections: the run's faults pick them by it
     if a.processes > 1:
+        hand_urls_to_children(redis_url, a.ledger_url)
         return run_processes([drain_command_for(a.raw_args[1:]) for _ in range(a.processes)])
     worker = DrainWorker(
         redis_url, a.protocol, a.queue, ledger_url=a.ledger_url, concurrency=a.concurrency, batch=a.batch,
@@ -102,17 +112,28 @@ def cmd_drain(a) -> int:
     return worker.run()
 
 
+URL_OPTIONS = ("--redis-url", "--ledger-url")
+
+
+def hand_urls_to_children(redis_url: str, ledger_url: str | None) -> None:
+    """Child drains read their URLs from the environment they inherit: argv is visible to every user in `ps`."""
+    os.environ["REDIS_URL"] = redis_url
+    if ledger_url:
+        os.environ["QS_LEDGER_URL"] = ledger_url
+
+
 def drain_command_for(args: list[str]) -> list[str]:
-    """This process's own drain arguments, as one single-process child."""
+    """This process's own drain arguments, as one single-process child, without the URLs (see
+    hand_urls_to_children)."""
     out, skip = [], False
     for arg in args:
         if skip:
             skip = False
             continue
-        if arg == "--processes":
+        if arg in ("--processes", *URL_OPTIONS):
             skip = True
             continue
-        if arg.startswith("--processes="):
+        if arg.startswith(tuple(f"{option}=" for option in ("--processes", *URL_OPTIONS))):
             continue
         out.append(arg)
     return [sys.executable, "-m", "queuestorm", "drain", *out, "--processes", "1"]
@@ -124,10 +145,12 @@ def cmd_check(a) -> int:
     from . import drain_reports
     from .check import check_run
     from .connection import connect
+    from .output_paths import check_path
     from .report import render, write_json
 
     run_id = _run_id(a.run_id)
     url = _need(a.ledger_url, "--ledger-url (or QS_LEDGER_URL / REDIS_URL)")
+    check_path("--json", a.json_path)
     client = connect(url, role="ledger Redis")
     target_url = a.redis_url or url
     target = client if target_url == url else connect(target_url, role="Redis under test")
@@ -173,14 +196,30 @@ COMMANDS = {"drain": cmd_drain, "check": cmd_check, "clean": cmd_clean, "fault":
             "errors": error_queue.cmd_errors, "foreign": foreign.cmd_foreign}
 
 
+# The URL each command talks to, named in the one line a Redis or network error becomes.
+MAIN_URL = {"drain": ("redis_url", "target Redis"), "check": ("ledger_url", "ledger Redis"),
+            "clean": ("ledger_url", "ledger Redis"), "fault": ("redis_url", "target Redis"),
+            "errors": ("redis_url", "Redis")}
+
+
+def one_line_error(e: BaseException, args) -> str:
+    """A UsageError as it is; a Redis, network or file error as one line naming the URL (redacted) or the file."""
+    if isinstance(e, UsageError):
+        return str(e)
+    if isinstance(e, redis.RedisError) or (isinstance(e, OSError) and e.filename is None):
+        attribute, role = MAIN_URL[args.command]
+        return describe_redis_error(e, getattr(args, attribute, "") or "", role)
+    return f"{e.filename}: {e.strerror}"
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = parser().parse_args(argv)
     args.raw_args = argv
     try:
         return COMMANDS[args.command](args)
-    except UsageError as e:
-        print(f"queuestorm {args.command}: error: {e}", file=sys.stderr)
+    except (UsageError, redis.RedisError, OSError) as e:
+        print(f"queuestorm {args.command}: error: {one_line_error(e, args)}", file=sys.stderr, flush=True)
         return EXIT_CANNOT_RUN
     except KeyboardInterrupt:
         return 130

@@ -18,6 +18,7 @@ from .jobs import JobRef, decode, has_marker, run_id_of
 from .keys import RunKeys, parking_key, valid_run_id
 from .latency import LocalHistogram
 from .ledger import CompletionRecorder
+from .preflight import ready_for
 from .protocols import Delivery, Protocol, make_protocol, require_server_version
 from .recordable import LedgerRuns
 from .vitals import VitalsSampler
@@ -96,6 +97,7 @@ class DrainWorker:
     def run(self) -> int:
         self._monitor_client = connect(self.redis_url, role="target Redis")
         require_server_version(self._monitor_client, self.protocol, redact(self.redis_url))
+        ready_for(self._monitor_client, self.protocol, self.redis_url, "drain", self.ledger_url)
         connect(self.ledger_url, role="ledger Redis").close()
         self.recovered += self.protocol.start_consumer(self._monitor_client)
         for sig in (signal.SIGTERM, signal.SIGINT):

@@ -82,7 +82,7 @@ class DynoFleet:
         return worker
 
     def _dispatch(self) -> None:
-        client = connect(self.runtime.load_url, check=False, name=LOAD_CLIENT)
+        client = connect(self.runtime.load_url, check=False, name=self.runtime.client_name(LOAD_CLIENT))
         runtime, request = self.runtime, self.environment.events.request
         if not (self.config.tasks_per_second or runtime.pacer.rate):
             log.error("dyno workers need --tasks-per-second or --rate: no task is sent")
@@ -153,7 +153,7 @@ class DynoFleet:
 
 
 def _work_off(fleet: DynoFleet, worker: WorkerState) -> None:
-    client = connect(fleet.runtime.load_url, check=False, name=DRAIN_CLIENT)
+    client = connect(fleet.runtime.load_url, check=False, name=fleet.runtime.client_name(DRAIN_CLIENT))
     ledger = CompletionRecorder(connect(fleet.runtime.ledger_url, check=False))
     while True:
         body = client.rpop(worker.queue)
@@ -206,7 +206,8 @@ class DynoWorkerUser(User):
         runtime = plugin.current(self.environment)
         self.fleet = plugin.dyno_fleet(self.environment, DynoFleet)
         self.worker = self.fleet.add_worker()
-        self.client = connect(runtime.load_url, block_seconds=FETCH_BLOCK_SECONDS, check=False, name=DRAIN_CLIENT)
+        self.client = connect(runtime.load_url, block_seconds=FETCH_BLOCK_SECONDS, check=False,
+                              name=runtime.client_name(DRAIN_CLIENT))
         self.ledger = CompletionRecorder(connect(runtime.ledger_url, check=False))
 
     @task

@@ -7,7 +7,7 @@ import sys
 import redis
 
 from . import settings
-from .connection import connect
+from .connection import connect, describe_redis_error
 from .errors import EXIT_PASS, UsageError
 
 
@@ -44,6 +44,6 @@ def cmd_errors(a, out=None) -> int:
                 raise UsageError(f"output closed after {count} message(s); the rest stay in {key!r}") from None
             count += 1
     except redis.ResponseError as e:
-        raise UsageError(f"error queue {key!r}: {e}") from None
+        raise UsageError(f"error queue {key!r}: {describe_redis_error(e, a.redis_url)}") from None
     print(f"{count} message(s) removed from {key!r}", file=sys.stderr)
     return EXIT_PASS

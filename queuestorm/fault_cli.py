@@ -8,13 +8,16 @@ import time
 
 import gevent
 
-from .connection import connect, redact
+from . import settings
+from .connection import connect, redact, scrub
 from .errors import EXIT_PASS, UsageError
+from .keys import valid_run_id
 from .faults import FaultContext, FaultRunner, parse_faults
+from .option_types import bounded, port
 from .proxy import ProxyProcess
 
 MANUAL_KINDS = ("client-kill", "pause", "maxclients", "latency")
-PARAMETERS = ("mode", "target", "maxclients", "delay_ms", "jitter_ms")
+PARAMETERS = ("mode", "target", "maxclients", "delay_ms", "jitter_ms")  # the YAML fields that are options here
 
 
 def add_parser(sub, redis_url_default) -> None:
@@ -22,14 +25,18 @@ def add_parser(sub, redis_url_default) -> None:
                        description=__doc__)
     p.add_argument("kind", choices=MANUAL_KINDS)
     p.add_argument("--redis-url", default=redis_url_default, help="the Redis to act on [REDIS_URL]")
-    p.add_argument("--duration", type=float, default=0.0,
+    p.add_argument("--duration", type=bounded(), default=0.0,
                    help="seconds the fault lasts before it is undone (pause, maxclients, latency)")
     p.add_argument("--mode", help="pause: write (default) or all")
     p.add_argument("--target", help="client-kill: load, drain or all (default) — by queuestorm's client names")
-    p.add_argument("--maxclients", type=int, help="maxclients: the lowered limit (default: 10)")
-    p.add_argument("--delay-ms", type=float, help="latency: delay each way, ms (default: 50)")
-    p.add_argument("--jitter-ms", type=float, help="latency: +/- jitter each way, ms (default: 0)")
-    p.add_argument("--listen-port", type=int, default=0,
+    p.add_argument("--run-id", default=settings.env("QS_RUN_ID"),
+                   help="client-kill: the run whose connections are killed [QS_RUN_ID]")
+    p.add_argument("--all-runs", action="store_true",
+                   help="client-kill: every run's connections (and those of drains started outside a run)")
+    p.add_argument("--maxclients", type=bounded(int, low=1), help="maxclients: the lowered limit (default: 10)")
+    p.add_argument("--delay-ms", type=bounded(high=3600000), help="latency: delay each way, ms (default: 50)")
+    p.add_argument("--jitter-ms", type=bounded(high=3600000), help="latency: +/- jitter each way, ms (default: 0)")
+    p.add_argument("--listen-port", type=port, default=0,
                    help="latency: the proxy's port on 127.0.0.1 (default: any free one, printed)")
 
 
@@ -42,11 +49,16 @@ def cmd_fault(a) -> int:
         spec, = parse_faults([item], "cli")
     except UsageError as e:  # name the option, not the YAML field
         raise UsageError(re.sub(r"^cli: faults\[0\]\.(\w+)", lambda m: "--" + m[1].replace("_", "-"), str(e))) from None
-    context = FaultContext(admin=connect(a.redis_url, role="target Redis"))
+    if a.run_id and not valid_run_id(a.run_id):
+        raise UsageError(f"--run-id {a.run_id!r} may hold only letters, digits, '.', '_' and '-' (64 at most)")
+    if a.kind == "client-kill" and not (a.run_id or a.all_runs):
+        raise UsageError("client-kill needs --run-id (or QS_RUN_ID) to kill one run's connections, or --all-runs")
+    context = FaultContext(admin=connect(a.redis_url, role="target Redis"), run_id=a.run_id or "",
+                           all_runs=a.all_runs)
     if a.kind == "latency":
         context.proxy = ProxyProcess(a.redis_url, listen_port=a.listen_port)
         print(f"latency proxy: point clients at {redact(context.proxy.url)}", flush=True)
-    runner = FaultRunner([spec], context)
+    runner = FaultRunner([spec], context, log_failures=False)
     gevent.signal_handler(signal.SIGTERM, gevent.kill, gevent.getcurrent(), KeyboardInterrupt)
     try:
         runner.start()
@@ -59,7 +71,7 @@ def cmd_fault(a) -> int:
             context.proxy.stop()
     record = runner.records[0] if runner.records else {}
     if "error" in record:
-        raise UsageError(f"{a.kind} on {redact(a.redis_url)} failed: {record['error']}")
+        raise UsageError(f"{a.kind} on {redact(a.redis_url)} failed: {scrub(record['error'], a.redis_url)}")
     return EXIT_PASS
 
 

@@ -14,11 +14,14 @@ import time
 from dataclasses import dataclass, field
 from typing import ClassVar
 
+import argparse
+
 import gevent
 import redis
 
-from .connection import DRAIN_CLIENT, LOAD_CLIENT
+from .connection import DRAIN_CLIENT, LOAD_CLIENT, client_name
 from .errors import UsageError
+from .option_types import bounded
 
 log = logging.getLogger("queuestorm")
 
@@ -29,11 +32,14 @@ class FaultContext:
     drain: object = None  # DrainFleet
     proxy: object = None  # ProxyProcess
     server: object = None  # EmbeddedRedis that queuestorm manages
+    run_id: str = ""  # faults that pick clients pick this run's (see connection.client_name)...
+    all_runs: bool = False  # ...unless asked for every run's
 
 
 class Fault:
     kind: ClassVar[str]
     params: ClassVar[dict[str, object]] = {}  # name -> default
+    bounds: ClassVar[dict[str, object]] = {}  # name -> option_types.bounded, for the numeric params
     needs: ClassVar[str] = ""  # what the run must have: "drain", "proxy", "server"
 
     def __init__(self, at: float, duration: float, context: FaultContext, **params):
@@ -58,6 +64,7 @@ class Fault:
 class KillDrain(Fault):
     kind = "kill-drain"
     params = {"count": 1, "restart_after": 1.0}
+    bounds = {"count": bounded(int, low=1, high=1000), "restart_after": bounded()}
     needs = "drain"
 
     def inject(self) -> str:
@@ -74,12 +81,23 @@ class KillDrain(Fault):
 
 class ClientKill(Fault):
     kind = "client-kill"
-    params = {"target": "all"}
+    params = {"target": "all", "all_runs": False}
     NAMES = {"load": (LOAD_CLIENT,), "drain": (DRAIN_CLIENT,), "all": (LOAD_CLIENT, DRAIN_CLIENT)}
 
+    def picks(self, name: str) -> bool:
+        """This run's load or drain connections; with all_runs, every run's and those named without a run."""
+        for base in self.NAMES[self.target]:
+            if self.all_runs or self.context.all_runs:
+                if name == base or name.startswith(base + ":"):
+                    return True
+            elif name == client_name(base, self.context.run_id):
+                return True
+        return False
+
     def inject(self) -> str:
-        names = self.NAMES[self.target]
-        ids = [c["id"] for c in self.context.admin.client_list() if c.get("name") in names]
+        if not (self.context.run_id or self.all_runs or self.context.all_runs):
+            raise UsageError("client-kill: no run id to pick this run's connections by (FaultContext.run_id)")
+        ids = [c["id"] for c in self.context.admin.client_list() if self.picks(c.get("name", ""))]
         killed = 0
         for client_id in ids:
             try:
@@ -111,6 +129,7 @@ class Pause(Fault):
 class MaxClients(Fault):
     kind = "maxclients"
     params = {"maxclients": 10}
+    bounds = {"maxclients": bounded(int, low=1)}
 
     def inject(self) -> str:
         self._saved = self.context.admin.config_get("maxclients")["maxclients"]
@@ -124,6 +143,7 @@ class MaxClients(Fault):
 class Latency(Fault):
     kind = "latency"
     params = {"delay_ms": 50.0, "jitter_ms": 0.0}
+    bounds = {"delay_ms": bounded(high=3600000), "jitter_ms": bounded(high=3600000)}
     needs = "proxy"
 
     def inject(self) -> str:
@@ -137,6 +157,7 @@ class Latency(Fault):
 class RestartRedis(Fault):
     kind = "restart-redis"
     params = {"down_for": 1.0}
+    bounds = {"down_for": bounded()}
     needs = "server"
 
     def inject(self) -> str:
@@ -153,7 +174,9 @@ class RestartRedis(Fault):
 
 FAULTS: dict[str, type[Fault]] = {cls.kind: cls for cls in (KillDrain, ClientKill, Pause, MaxClients, Latency,
                                                             RestartRedis)}
-CHOICES = {("client-kill", "target"): tuple(ClientKill.NAMES), ("pause", "mode"): ("all", "write")}
+CHOICES = {("client-kill", "target"): tuple(ClientKill.NAMES), ("client-kill", "all_runs"): (True, False),
+           ("pause", "mode"): ("all", "write")}
+SECONDS = bounded()
 
 
 @dataclass
@@ -191,31 +214,31 @@ def parse_faults(items, source: str) -> list[FaultSpec]:
                 if value not in choices:
                     raise UsageError(f"{where}.{name}: {value!r} is not one of {', '.join(choices)}")
             else:
-                number = _number(value, f"{where}.{name}")
-                item[name] = int(number) if number.is_integer() else number
+                item[name] = _number(value, f"{where}.{name}", cls.bounds[name])
         if kind in ("pause", "maxclients", "latency") and duration <= 0:
             raise UsageError(f"{where}.duration: {kind} needs a duration above 0")
         specs.append(FaultSpec(kind, at, duration, item))
     return specs
 
 
-def _number(value, where: str) -> float:
+def _number(value, where: str, convert=SECONDS):
     if isinstance(value, str) and value.endswith("s"):
         value = value[:-1]
     try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise UsageError(f"{where}: {value!r} is not a number of seconds") from None
-    if number < 0:
-        raise UsageError(f"{where}: must not be negative, got {number:g}")
-    return number
+        return convert(value)
+    except argparse.ArgumentTypeError as e:
+        if str(e).startswith("expected a number"):
+            raise UsageError(f"{where}: {value!r} is not a number{' of seconds' if convert is SECONDS else ''}") \
+                from None
+        raise UsageError(f"{where}: {e}") from None
 
 
 class FaultRunner:
     """Runs the schedule from the moment the load starts; logs, records and times every fault as a Locust event."""
 
-    def __init__(self, specs: list[FaultSpec], context: FaultContext, environment=None):
+    def __init__(self, specs: list[FaultSpec], context: FaultContext, environment=None, log_failures: bool = True):
         self.specs = sorted(specs, key=lambda s: s.at)
+        self.log_failures = log_failures  # False where the caller reports a failure itself (the fault CLI)
         self.context = context
         self.environment = environment
         self.records: list[dict] = []
@@ -248,11 +271,12 @@ class FaultRunner:
                 self._greenlets.append(gevent.spawn_later(fault.lasts, self._undo, fault))
             else:
                 self._undo(fault)
-        except (redis.RedisError, OSError) as e:
+        except (redis.RedisError, OSError, UsageError) as e:
             self._active.remove(fault)
             error = e
             record["error"] = f"{type(e).__name__}: {e}"
-        log.warning("fault %s at +%.1fs: %s", fault.kind, at, record.get("detail") or record.get("error"))
+        if error is None or self.log_failures:
+            log.warning("fault %s at +%.1fs: %s", fault.kind, at, record.get("detail") or record.get("error"))
         if self.environment is not None:
             self.environment.events.request.fire(
                 request_type="fault", name=fault.kind, response_time=(time.perf_counter() - started) * 1000,

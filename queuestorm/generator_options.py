@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 
 from .error_queue import default_error_queue
+from .option_types import LARGEST, bounded
 
 
 def work_range(text: str) -> tuple[float, float]:
@@ -16,7 +17,7 @@ def work_range(text: str) -> tuple[float, float]:
         bounds = (float(low), float(high if sep else low))
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected MIN-MAX milliseconds (like 1-5), got {text!r}") from None
-    if not all(map(math.isfinite, bounds)) or bounds[0] < 0 or bounds[1] < bounds[0]:
+    if not all(map(math.isfinite, bounds)) or bounds[0] < 0 or bounds[1] < bounds[0] or bounds[1] > LARGEST:
         raise argparse.ArgumentTypeError(f"expected 0 <= MIN <= MAX milliseconds, got {text!r}")
     return bounds
 
@@ -38,28 +39,16 @@ def _ratio(text) -> Fraction:
     return value
 
 
-def _at_least(low: float, kind=float):
-    def check(text):
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-        if not math.isfinite(value) or value < low:
-            raise argparse.ArgumentTypeError(f"must be a finite number of at least {low}, got {text!r}")
-        return value
-    return check
-
-
 def add_arguments(parser) -> None:
     group = parser.add_argument_group("queuestorm generator-consumer", "GeneratorUser and ConsumerUser (seed 002)")
-    group.add_argument("--generator-interval-ms", env_var="QS_GENERATOR_INTERVAL_MS", type=_at_least(0.1),
+    group.add_argument("--generator-interval-ms", env_var="QS_GENERATOR_INTERVAL_MS", type=bounded(low=0.1),
                        default=500.0, help="ms between two jobs pushed by the generator (default: 500)")
-    group.add_argument("--generators", env_var="QS_GENERATORS", type=_at_least(0, int), default=1,
+    group.add_argument("--generators", env_var="QS_GENERATORS", type=bounded(int, high=10000), default=1,
                        help="GeneratorUsers to spawn: one generates, the others wait as standby (default: 1)")
-    group.add_argument("--generator-check-seconds", env_var="QS_GENERATOR_CHECK_SECONDS", type=_at_least(0.1),
+    group.add_argument("--generator-check-seconds", env_var="QS_GENERATOR_CHECK_SECONDS", type=bounded(low=0.1),
                        default=10.0, help="seconds between consumers' checks that the generator lives; also the "
                                           "generator lock's expiry (default: 10)")
-    group.add_argument("--generator-stop-after", env_var="QS_GENERATOR_STOP_AFTER", type=_at_least(0), default=0.0,
+    group.add_argument("--generator-stop-after", env_var="QS_GENERATOR_STOP_AFTER", type=bounded(), default=0.0,
                        help="a GeneratorUser stops this many seconds after it started generating, releasing "
                             "nothing, as a crash would (0 = never)")
     group.add_argument("--consumer-work-ms", env_var="QS_CONSUMER_WORK_MS", type=_checked(work_range), default="1-5",

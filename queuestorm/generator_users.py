@@ -85,7 +85,8 @@ class _QueueUser(User):
     def on_start(self):
         self.qs = plugin.current(self.environment)
         self.settings = GeneratorSettings.from_options(self.environment.parsed_options, self.qs.config.queue)
-        self.client = connect(self.qs.load_url, check=False, name=LOAD_CLIENT, block_seconds=FETCH_BLOCK_SECONDS)
+        self.client = connect(self.qs.load_url, check=False, name=self.qs.client_name(LOAD_CLIENT),
+                              block_seconds=FETCH_BLOCK_SECONDS)
         self.name = _name(self)
         self.lock = GeneratorLock(self.client, self.qs.config.queue, self.name, self.settings.check_s)
         self.generation: Generation | None = None

@@ -1,9 +1,11 @@
 """queuestorm's Locust options: each also an environment variable, and shown in the web UI's start form."""
 
+import argparse
 from dataclasses import asdict, dataclass
 
 from . import generator_options, plot, settings, stats_line
 from .errors import UsageError
+from .option_types import bounded, one_line_errors
 from .keys import valid_run_id
 from .protocols import protocol_class
 from .thresholds import parse_latency_limits
@@ -11,16 +13,23 @@ from .thresholds import parse_latency_limits
 DRAIN_MODES = ("inline", "external", "users", "off")
 
 
-def _optional_float(text):
-    return None if text in (None, "", "None") else float(text)
+MAX_PAYLOAD_KB = 512 * 1024  # a Redis string's limit, 512 MB
+
+
+def _optional(convert):
+    def optional(text):
+        return None if text in (None, "", "None") else convert(text)
+    optional.__name__ = convert.__name__
+    optional.bounds = convert.bounds
+    return optional
 
 
 # What the web UI's start form may change for each test it starts; the other options set up the run's servers and
-# processes once, when Locust starts.
-PER_TEST = {"rate": float, "payload_kb": float, "grace": float, "max_duplicated": int, "max_lost": int,
-            "max_error_ratio": _optional_float, "min_rate": float, "latency_limit": str, "warmup": float,
-            "report": str, "connection_limit": int}
+# processes once, when Locust starts. Each is converted and bounded by its declaration's type.
+PER_TEST = ("rate", "payload_kb", "grace", "max_duplicated", "max_lost", "max_error_ratio", "min_rate",
+            "latency_limit", "warmup", "report", "connection_limit")
 FIXED_NOTE = " [fixed at startup]"
+SECRET_OPTIONS = ("redis_url", "ledger_url")  # URLs that may carry a password: the web UI shows them redacted
 
 
 def _show_in_web_ui(actions) -> None:
@@ -29,7 +38,7 @@ def _show_in_web_ui(actions) -> None:
         if action.dest == "help" or hasattr(action, "include_in_web_ui"):
             continue
         action.include_in_web_ui = True
-        action.is_secret = action.dest in ("redis_url", "ledger_url")  # may carry a password
+        action.is_secret = action.dest in SECRET_OPTIONS
         action.is_required = action.is_multiple = False
         if action.dest not in PER_TEST and action.dest in RunConfig.__dataclass_fields__ and action.help:
             action.help += FIXED_NOTE
@@ -38,12 +47,15 @@ def _show_in_web_ui(actions) -> None:
 def apply_start_form(config: "RunConfig", options) -> list[str]:
     """Copy into `config` the per-test options as the start form left them; the names that changed."""
     changed = {}
-    for name, convert in PER_TEST.items():
+    types = declared_types()
+    for name in PER_TEST:
         value = getattr(options, name, getattr(config, name))
+        convert = types.get(name) or str
         try:
             value = convert(value) if value is not None else None
-        except ValueError:
-            raise UsageError(f"--{name.replace('_', '-')}: not a valid value: {value!r}") from None
+        except (ValueError, argparse.ArgumentTypeError) as e:
+            detail = f"{e}" if isinstance(e, argparse.ArgumentTypeError) else f"not a valid value: {value!r}"
+            raise UsageError(f"--{name.replace('_', '-')}: {detail}") from None
         if value != getattr(config, name):
             changed[name] = value
     old = {name: getattr(config, name) for name in changed}
@@ -58,8 +70,34 @@ def apply_start_form(config: "RunConfig", options) -> list[str]:
     return sorted(changed)
 
 
+class _TypeRecorder:
+    """Stands in for a parser to read the declared type of every option."""
+
+    def __init__(self):
+        self.types = {}
+
+    def add_argument_group(self, *_args, **_kwargs):
+        return self
+
+    def add_argument(self, *flags, type=None, dest=None, **_kwargs):
+        self.types[dest or flags[0].lstrip("-").replace("-", "_")] = type
+
+
+def declared_types() -> dict:
+    """Option name -> its declared type (None for text), as add_arguments declares them."""
+    recorder = _TypeRecorder()
+    _declare(recorder)
+    return recorder.types
+
+
 def add_arguments(parser) -> None:
     first = len(parser._actions)
+    _declare(parser)
+    _show_in_web_ui(parser._actions[first:])
+    one_line_errors(parser)
+
+
+def _declare(parser) -> None:
     group = parser.add_argument_group("queuestorm", "Redis job-queue load and loss checking")
     group.add_argument("--redis-url", env_var="REDIS_URL", default="",
                        help="Redis under test, redis:// or rediss:// (rediss://...?ssl_cert_reqs=none for a "
@@ -72,25 +110,27 @@ def add_arguments(parser) -> None:
                        help=f"queue key (default: {settings.DEFAULT_QUEUE})")
     group.add_argument("--run-id", env_var="QS_RUN_ID", default="",
                        help="run id naming the ledger (default: generated and printed)")
-    group.add_argument("--rate", env_var="QS_RATE", type=float, default=0.0,
+    group.add_argument("--rate", env_var="QS_RATE", type=bounded(), default=0.0,
                        help="target enqueues per second over all users and processes; 0 = as fast as possible")
-    group.add_argument("--payload-kb", env_var="QS_PAYLOAD_KB", type=float, default=1.0,
+    group.add_argument("--payload-kb", env_var="QS_PAYLOAD_KB", type=bounded(high=MAX_PAYLOAD_KB), default=1.0,
                        help="payload size per job in KB (default: 1)")
     group.add_argument("--drain", env_var="QS_DRAIN", default="inline", choices=DRAIN_MODES,
                        help="inline: start drain processes beside Locust; external: they run elsewhere; "
                             "users: Locust users consume (dyno workers, consumers); off: enqueue only")
-    group.add_argument("--drain-concurrency", env_var="QS_DRAIN_CONCURRENCY", type=int, default=20,
+    group.add_argument("--drain-concurrency", env_var="QS_DRAIN_CONCURRENCY",
+                       type=bounded(int, low=1, high=10000), default=20,
                        help="greenlets per inline drain process (default: 20)")
-    group.add_argument("--drain-processes", env_var="QS_DRAIN_PROCESSES", type=int, default=1,
+    group.add_argument("--drain-processes", env_var="QS_DRAIN_PROCESSES", type=bounded(int, low=1, high=1000),
+                       default=1,
                        help="inline drain processes (default: 1)")
-    group.add_argument("--visibility-timeout", env_var="QS_VISIBILITY_TIMEOUT", type=float, default=30.0,
+    group.add_argument("--visibility-timeout", env_var="QS_VISIBILITY_TIMEOUT", type=bounded(low=0.1), default=30.0,
                        help="seconds a silent consumer keeps its jobs before they return to the queue "
                             "(reliable, stream; default: 30)")
-    group.add_argument("--work-ms", env_var="QS_WORK_MS", type=float, default=0.0,
+    group.add_argument("--work-ms", env_var="QS_WORK_MS", type=bounded(), default=0.0,
                        help="simulated work per job in the inline drain, ms (default: 0)")
-    group.add_argument("--grace", env_var="QS_GRACE", type=float, default=30.0,
+    group.add_argument("--grace", env_var="QS_GRACE", type=bounded(), default=30.0,
                        help="seconds to wait after the load stops for the drain to finish (default: 30)")
-    group.add_argument("--max-duplicated", env_var="QS_MAX_DUPLICATED", type=int, default=0,
+    group.add_argument("--max-duplicated", env_var="QS_MAX_DUPLICATED", type=bounded(int), default=0,
                        help="duplicated jobs tolerated before the run fails (default: 0)")
     group.add_argument("--report", env_var="QS_REPORT", default="",
                        help="write the verdict as JSON to this file")
@@ -101,36 +141,36 @@ def add_arguments(parser) -> None:
                        help="run the embedded redis-server with appendonly yes (appendfsync always)")
     group.add_argument("--faults", env_var="QS_FAULTS", default="",
                        help="YAML file with a list of faults (or a scenario with a faults: list) to inject")
-    group.add_argument("--latency-ms", env_var="QS_LATENCY_MS", type=float, default=0.0,
+    group.add_argument("--latency-ms", env_var="QS_LATENCY_MS", type=bounded(high=3600000), default=0.0,
                        help="route load and drain through a proxy adding this delay each way (a distant Redis)")
-    group.add_argument("--jitter-ms", env_var="QS_JITTER_MS", type=float, default=0.0,
+    group.add_argument("--jitter-ms", env_var="QS_JITTER_MS", type=bounded(high=3600000), default=0.0,
                        help="random +/- jitter on --latency-ms")
     group.add_argument("--scenario", env_var="QS_SCENARIO", default="",
                        help="scenario YAML: user classes, options, faults, thresholds (options given here win)")
-    group.add_argument("--warmup", env_var="QS_WARMUP", type=float, default=0.0,
+    group.add_argument("--warmup", env_var="QS_WARMUP", type=bounded(), default=0.0,
                        help="seconds after the load starts whose Locust statistics are discarded (default: 0)")
     limits = parser.add_argument_group("queuestorm thresholds", "crossing one fails the run with exit code 1")
-    limits.add_argument("--max-lost", env_var="QS_MAX_LOST", type=int, default=0,
+    limits.add_argument("--max-lost", env_var="QS_MAX_LOST", type=bounded(int), default=0,
                         help="lost jobs tolerated (default: 0)")
-    limits.add_argument("--max-error-ratio", env_var="QS_MAX_ERROR_RATIO", type=float, default=None,
+    limits.add_argument("--max-error-ratio", env_var="QS_MAX_ERROR_RATIO", type=_optional(bounded(high=1)),
+                        default=None,
                         help="failed / all Locust requests tolerated, e.g. 0.01 (default: no limit)")
-    limits.add_argument("--min-rate", env_var="QS_MIN_RATE", type=float, default=0.0,
+    limits.add_argument("--min-rate", env_var="QS_MIN_RATE", type=bounded(), default=0.0,
                         help="lowest achieved enqueue rate, jobs/s (default: no limit)")
     limits.add_argument("--latency-limit", env_var="QS_LATENCY_LIMIT", default="",
                         help="per event name, e.g. 'enqueue:p95=50,task:p99=200' (ms; p50 p90 p95 p99 p999 max)")
-    group.add_argument("--connection-limit", env_var="QS_CONNECTION_LIMIT", type=int, default=0,
+    group.add_argument("--connection-limit", env_var="QS_CONNECTION_LIMIT", type=bounded(int), default=0,
                        help="the Redis plan's connection limit, reported beside the peak connections in use")
-    group.add_argument("--tasks-per-second", env_var="QS_TASKS_PER_SECOND", type=float, default=0.0,
+    group.add_argument("--tasks-per-second", env_var="QS_TASKS_PER_SECOND", type=bounded(), default=0.0,
                        help="dyno workers: tasks/s each Locust process (each dyno) sends; 0 = its share of --rate")
-    group.add_argument("--max-flats", env_var="QS_MAX_FLATS", type=int, default=100,
+    group.add_argument("--max-flats", env_var="QS_MAX_FLATS", type=bounded(int, low=1), default=100,
                        help="dyno workers: items kept in each worker's list of flats (default: 100)")
-    limits.add_argument("--backlog-limit", env_var="QS_BACKLOG_LIMIT", type=int, default=100,
+    limits.add_argument("--backlog-limit", env_var="QS_BACKLOG_LIMIT", type=bounded(int), default=100,
                         help="dyno workers: jobs received and not completed at which a worker fails the run "
                              "(default: 100)")
     generator_options.add_arguments(parser)
     stats_line.add_arguments(parser)
     plot.add_arguments(parser)
-    _show_in_web_ui(parser._actions[first:])
 
 
 @dataclass
@@ -186,17 +226,14 @@ class RunConfig:
             raise UsageError(f"--run-id {self.run_id!r} may hold only letters, digits, '.', '_' and '-' (64 at most)")
         if self.drain not in DRAIN_MODES:
             raise UsageError(f"--drain {self.drain!r} is not one of {', '.join(DRAIN_MODES)}")
-        for name, low in (("rate", 0), ("payload_kb", 0), ("grace", 0), ("max_duplicated", 0), ("work_ms", 0),
-                          ("drain_concurrency", 1), ("drain_processes", 1), ("max_flats", 1), ("connection_limit", 0),
-                          ("tasks_per_second", 0),
-                          ("visibility_timeout", 0.1), ("latency_ms", 0), ("jitter_ms", 0)):
-            if getattr(self, name) < low:
-                raise UsageError(f"--{name.replace('_', '-')} must be at least {low}, got {getattr(self, name)}")
-        for name in ("max_lost", "min_rate", "warmup", "backlog_limit"):
-            if getattr(self, name) < 0:
-                raise UsageError(f"--{name.replace('_', '-')} must not be negative, got {getattr(self, name)}")
-        if self.max_error_ratio is not None and not 0 <= self.max_error_ratio <= 1:
-            raise UsageError(f"--max-error-ratio must be between 0 and 1, got {self.max_error_ratio}")
+        types = declared_types()  # the bounds, for a configuration that did not come through a parser
+        for name in self.__dataclass_fields__:
+            convert, value = types.get(name), getattr(self, name)
+            if convert is not None and value is not None and not isinstance(value, bool):
+                try:
+                    convert(value)
+                except argparse.ArgumentTypeError as e:
+                    raise UsageError(f"--{name.replace('_', '-')}: {e}") from None
         try:
             parse_latency_limits(self.latency_limit)
         except ValueError as e:

@@ -5,7 +5,7 @@ import logging
 import gevent
 import redis
 
-from .connection import LOAD_CLIENT, connect
+from .connection import LOAD_CLIENT, client_name, connect
 from .jobs import JobEncoder
 from .ledger import Ledger, ProducerRecorder
 from .options import RunConfig
@@ -36,6 +36,10 @@ class ProducerRuntime:
     def load_url(self) -> str:
         """Where the users connect: the latency proxy when the run has one, else the target."""
         return self.config.load_url or self.config.redis_url
+
+    def client_name(self, base: str) -> str:
+        """The CLIENT SETNAME of this run's load or drain connections, by which its faults find them."""
+        return client_name(base, self.config.run_id)
 
     @property
     def ledger_url(self) -> str:
@@ -92,7 +96,8 @@ class ProducerRuntime:
                 log.warning("ledger flush failed, will retry: %s", e)
 
     def _ping_loop(self) -> None:
-        client = connect(self.load_url, check=False, single=False, name=LOAD_CLIENT)  # connects at the first ping
+        # connects at the first ping
+        client = connect(self.load_url, check=False, single=False, name=self.client_name(LOAD_CLIENT))
         request = self.environment.events.request
         while True:
             with timed(request, self.protocol.name, "ping"):

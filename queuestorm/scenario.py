@@ -35,6 +35,8 @@ def read_yaml(path: str):
 def load_faults(path: str) -> list[FaultSpec]:
     doc = read_yaml(path)
     items = doc.get("faults") if isinstance(doc, dict) else doc
+    if not items:
+        raise UsageError(f"{path}: no faults in it (an empty file, or no faults: list)")
     return parse_faults(items, path)
 
 

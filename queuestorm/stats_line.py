@@ -8,8 +8,6 @@ not completed (a job younger than that may simply be in flight). The last line, 
 "final": true, counts every saved job not completed, as the checker does.
 """
 
-import argparse
-import math
 import json
 import logging
 import sys
@@ -18,25 +16,17 @@ from collections import deque
 
 import gevent
 import redis
+
 from .keys import RunKeys
+from .option_types import bounded
 
 log = logging.getLogger("queuestorm")
 
 SETTLE_SECONDS = 5.0
 
 
-def _seconds(text) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not math.isfinite(value) or value < 0:
-        raise argparse.ArgumentTypeError(f"expected seconds (0 = off), got {text!r}")
-    return value
-
-
 def add_arguments(parser) -> None:
-    parser.add_argument("--stats-line", env_var="QS_STATS_LINE", type=_seconds, default=0.0,
+    parser.add_argument("--stats-line", env_var="QS_STATS_LINE", type=bounded(), default=0.0,
                         help="print a JSON line of saved / completed / lost / throughput / loss_percent every this "
                              f"many seconds (lost: saved more than {SETTLE_SECONDS:g}s earlier, not completed); "
                              "0 = off")

@@ -40,8 +40,8 @@ class EnqueueUser(User):
         """A refused connection (a plan's connection limit) is a failed `connect` request, tried again later."""
         with timed(self.environment.events.request, self.qs.protocol.name, "connect") as request:
             try:
-                self.client = DirectConnection(connect(self.qs.load_url, check=False, name=LOAD_CLIENT,
-                                                       read_buffer=READ_BUFFER))
+                self.client = DirectConnection(connect(self.qs.load_url, check=False,
+                                                       name=self.qs.client_name(LOAD_CLIENT), read_buffer=READ_BUFFER))
             except UsageError as e:
                 raise redis.ConnectionError(str(e).split(": ", 1)[-1]) from None
         return request.exception is None

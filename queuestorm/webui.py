@@ -5,6 +5,10 @@ import json
 import os
 
 from flask import Response, request, send_from_directory
+from werkzeug.datastructures import ImmutableMultiDict
+
+from .connection import redact
+from .options import SECRET_OPTIONS
 
 STATIC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static")
 TAB_KEY = "queue"
@@ -73,11 +77,47 @@ def snapshot(environment) -> dict:
     return doc
 
 
+def mask_secrets(template_args: dict) -> None:
+    """The start form's secret options as their redacted URL: the page never carries a password."""
+    for name in SECRET_OPTIONS:
+        option = (template_args.get("extra_options") or {}).get(name)
+        if option is not None and option.get("default_value"):
+            option["default_value"] = redact(option["default_value"])
+
+
+def keep_unchanged_secrets(form, options) -> ImmutableMultiDict:
+    """The submitted form, with each secret field that came back as the redacted value it was shown as replaced by
+    the real value (a field the user retyped is taken as typed)."""
+    kept = form.copy()
+    for name in SECRET_OPTIONS:
+        real = getattr(options, name, None)
+        if real and kept.get(name) == redact(real):
+            kept[name] = real
+    return ImmutableMultiDict(kept)
+
+
+def _protect_secrets(environment, web_ui) -> None:
+    render = web_ui.update_template_args
+
+    def update_template_args():
+        render()
+        mask_secrets(web_ui.template_args)
+
+    web_ui.update_template_args = update_template_args  # called by Locust before every render of the start page
+    mask_secrets(web_ui.template_args)
+
+    @web_ui.app.before_request
+    def restore_unchanged_secrets():
+        if request.method == "POST" and request.path.endswith("/swarm") and environment.parsed_options is not None:
+            request.form = keep_unchanged_secrets(request.form, environment.parsed_options)
+
+
 def install(environment, web_ui) -> None:
     """Register the routes and the tab; a no-op without a web UI (headless)."""
     if web_ui is None:
         return
     app = web_ui.app
+    _protect_secrets(environment, web_ui)
     web_ui.template_args["extended_tabs"] = [{"title": "Queue", "key": TAB_KEY}]
     web_ui.template_args["extended_tables"] = [{"key": TAB_KEY, "structure": TABLE}]
     web_ui.template_args["extended_csv_files"] = [

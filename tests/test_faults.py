@@ -1,6 +1,7 @@
 """Each fault kind on a real redis-server: the verdict's exact classes, and the server left as it was."""
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -169,3 +170,57 @@ def test_fault_cli_refuses_bad_input_in_one_line(redis_url, redis_port, args, me
     assert result.returncode == 2
     assert message in result.stderr and "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def named_clients(port, *names):
+    clients = []
+    for name in names:
+        client = redis.Redis(port=port, client_name=name, single_connection_client=True)
+        client.ping()
+        clients.append(client)
+    return clients
+
+
+def client_ids(r) -> dict[str, set]:
+    ids: dict[str, set] = {}
+    for c in r.client_list():
+        ids.setdefault(c.get("name", ""), set()).add(c["id"])
+    return ids
+
+
+def test_client_kill_picks_this_runs_connections_only_unless_all_runs(redis_port, redis_url, r):
+    names = ("queuestorm-load:run-a", "queuestorm-drain:run-a", "queuestorm-load:run-b", "queuestorm-drain:run-b",
+             "queuestorm-drain", "someone-else")
+    clients = named_clients(redis_port, *names)
+    try:
+        before = client_ids(r)
+        result = queuestorm("fault", "client-kill", "--target", "drain", "--run-id", "run-a", "--redis-url", redis_url)
+        assert result.returncode == 0, result.stderr
+        after = client_ids(r)
+        assert "queuestorm-drain:run-a" not in after
+        assert all(after.get(name) == before[name] for name in names if name != "queuestorm-drain:run-a")
+        result = queuestorm("fault", "client-kill", "--target", "drain", "--redis-url", redis_url)
+        assert result.returncode == 2 and "--run-id" in result.stderr and "--all-runs" in result.stderr
+        result = queuestorm("fault", "client-kill", "--target", "drain", "--all-runs", "--redis-url", redis_url)
+        assert result.returncode == 0, result.stderr
+        after = client_ids(r)
+        assert not {"queuestorm-drain:run-b", "queuestorm-drain"} & after.keys()
+        assert after["queuestorm-load:run-b"] == before["queuestorm-load:run-b"]
+        assert after["someone-else"] == before["someone-else"]
+    finally:
+        for client in clients:
+            client.close()
+
+
+def test_a_drain_started_by_a_run_names_its_connections_with_the_run_id(redis_port, redis_url, r, queue):
+    proc = subprocess.Popen([sys.executable, "-m", "queuestorm", "drain", "--redis-url", redis_url, "--queue", queue,
+                             "--concurrency", "2"], env=dict(os.environ, QS_RUN_ID="run-c"),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 20
+        while "queuestorm-drain:run-c" not in client_ids(r) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(client_ids(r).get("queuestorm-drain:run-c", ())) == 2
+    finally:
+        proc.terminate()
+        proc.wait(20)

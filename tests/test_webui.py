@@ -203,8 +203,8 @@ def test_a_bad_start_form_value_changes_nothing():
     config = RunConfig(rate=10.0)
     assert apply_start_form(config, Namespace(rate="20", max_error_ratio="", grace="30")) == ["rate"]
     assert config.rate == 20.0 and config.max_error_ratio is None
-    with pytest.raises(UsageError, match="--max-error-ratio must be between 0 and 1"):
+    with pytest.raises(UsageError, match="--max-error-ratio: must be at most 1"):
         apply_start_form(config, Namespace(rate="5", max_error_ratio="2"))
     assert config.rate == 20.0 and config.max_error_ratio is None
-    with pytest.raises(UsageError, match="--grace: not a valid value: 'soon'"):
+    with pytest.raises(UsageError, match="--grace: expected a number, got 'soon'"):
         apply_start_form(config, Namespace(grace="soon"))

@@ -30,15 +30,27 @@ module Queuestorm
     redis.hincrby("#{base}p:#{producer}:dup", seq.to_s, 1) if old.first == 1
   end
 
+  # A URL with every credential (userinfo, password= and username= parameters) replaced by ***.
+  def self.redact(url)
+    url.to_s.sub(%r{\A([a-z]+://)?([^/?#@]*)@}) { "#{$1}#{$2.include?(":") ? $2.split(":", 2).first + ":***" : "***"}@" }
+       .gsub(/([?&;](?:password|username)=)[^&#;]*/i, '\1***')
+  end
+
   class CompletionMiddleware
     def call(_worker, job, _queue)
       yield
       marker = Queuestorm.marker(job)
       return unless marker
-      if ENV["QS_LEDGER_URL"].to_s.empty?
-        Sidekiq.redis { |conn| Queuestorm.record(conn, marker) }
-      else
-        Queuestorm.record(Thread.current[:queuestorm_ledger] ||= Redis.new(url: ENV["QS_LEDGER_URL"]), marker)
+      url = ENV["QS_LEDGER_URL"].to_s
+      begin
+        if url.empty?
+          Sidekiq.redis { |conn| Queuestorm.record(conn, marker) }
+        else
+          Queuestorm.record(Thread.current[:queuestorm_ledger] ||= Redis.new(url: url), marker)
+        end
+      rescue Redis::BaseError => e # one line naming the ledger and what it refused, never its password
+        where = url.empty? ? "Sidekiq's own Redis" : Queuestorm.redact(url)
+        raise RuntimeError, "queuestorm hook: ledger Redis at #{where}: #{e.class}: #{e.message.lines.first.to_s.strip}"
       end
     end
   end

@@ -5,7 +5,8 @@ import time
 
 import redis
 
-from ..connection import connect
+from ..connection import connect, describe_redis_error, url_of
+from ..errors import UsageError
 from ..jobs import decode
 from ..ledger import CompletionRecorder
 
@@ -37,5 +38,9 @@ def record_completion(body: bytes | str, fallback_url: str | None = None, client
         # bad URL is one line naming it; pooled, as library workers call hooks from several threads
         client = connect(url, check=False, single=False, role="ledger Redis") if url else client
         recorder = _recorders[key] = CompletionRecorder(client)
-    recorder.record([(job, (time.time() - job.enqueued_at) * 1000)])
+    try:
+        recorder.record([(job, (time.time() - job.enqueued_at) * 1000)])
+    except redis.RedisError as e:  # a worker's log gets one line naming the ledger and what it refused
+        where = url or url_of(recorder.client)
+        raise UsageError(f"queuestorm hook: {describe_redis_error(e, where, 'ledger Redis')}") from None
     return True

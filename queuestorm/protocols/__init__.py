@@ -1,7 +1,7 @@
 """Wire protocols by name. Adding one means adding a module and a line here, nothing else."""
 
 from ..errors import UsageError
-from .base import Delivery, Protocol
+from .base import PROBE, DeclaredKey, Delivery, Protocol
 from .bullmq import BullMQProtocol
 from .celery import CeleryProtocol
 from .list import ListProtocol
@@ -44,4 +44,4 @@ def require_server_version(client, protocol: Protocol, where: str) -> None:
         raise UsageError(f"protocol {protocol.name!r} needs Redis >= {need}; {where} runs {version}")
 
 
-__all__ = ["Delivery", "Protocol", "PROTOCOLS", "protocol_class", "make_protocol", "require_server_version"]
+__all__ = ["PROBE", "DeclaredKey", "Delivery", "Protocol", "PROTOCOLS", "protocol_class", "make_protocol", "require_server_version"]

@@ -12,6 +12,14 @@ from typing import Any, ClassVar, NamedTuple
 import redis
 
 
+PROBE = b"queuestorm-probe"  # the value in probe commands: they are queued in a MULTI and discarded, never run
+
+
+class DeclaredKey(NamedTuple):
+    key: str
+    type: str  # as TYPE answers: list, set, zset, hash, stream, string
+
+
 class Delivery(NamedTuple):
     body: bytes
     receipt: Any = None  # what ack needs to find the job again (a stream entry id)
@@ -26,6 +34,16 @@ class Protocol(ABC):
         self.queue = queue
         self.consumer_id = consumer_id or "queuestorm"
         self.visibility_timeout = visibility_timeout
+
+    def declared_keys(self) -> list[DeclaredKey]:
+        """The keys with fixed names this protocol reads and writes, with their Redis types: checked before any
+        load, so a key holding another type is one line, not a run of WRONGTYPE errors."""
+        return []
+
+    def probe_commands(self) -> dict[str, list[tuple]]:
+        """The commands each role sends ("enqueue": the load, "drain": consumers), with real keys, for a permission
+        probe (queuestorm.permissions): never executed."""
+        return {}
 
     def enqueue_command(self, body: bytes) -> tuple | None:
         """The one command that puts a job on the queue, as execute_command arguments, sent straight on the load's

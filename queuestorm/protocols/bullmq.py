@@ -19,7 +19,7 @@ from typing import NamedTuple
 import redis
 
 from ..errors import UsageError
-from .base import Delivery, Protocol, list_pages, zset_pages
+from .base import PROBE, DeclaredKey, Delivery, Protocol, list_pages, zset_pages
 
 PREFIX = "bull"
 JOB_NAME = "queuestorm"
@@ -80,6 +80,28 @@ class BullMQProtocol(Protocol):
         self._sources = {script: _script_source(commands, script) for script in SCRIPTS}
         self._scripts: dict = {}
         self._held: dict[bytes, str] = {}  # job id -> lock token, for extendLocks
+
+    def declared_keys(self) -> list[DeclaredKey]:
+        types = {"wait": "list", "active": "list", "paused": "list", "prioritized": "zset", "delayed": "zset",
+                 "completed": "zset", "marker": "zset", "events": "stream", "meta": "hash", "stalled": "set"}
+        return [DeclaredKey(self.key(name), kind) for name, kind in types.items()]
+
+    def probe_commands(self) -> dict[str, list[tuple]]:
+        """Each script as EVALSHA over the keys it is given (the commands a script runs inside are checked only when
+        it runs), and BZPOPMIN."""
+        def script(*names):
+            return ("EVALSHA", "0" * 40, len(names), *self.keys(*names))
+
+        return {"enqueue": [script("wait", "paused", "meta", "id", "completed", "delayed", "active", "events",
+                                   "marker")],
+                "drain": [script("wait", "active", "prioritized", "events", "stalled", "limiter", "delayed", "paused",
+                                 "meta", "pc", "marker"),
+                          script("wait", "active", "prioritized", "events", "stalled", "limiter", "delayed", "paused",
+                                 "meta", "pc", "completed", PROBE.decode(), "metrics:completed", "marker"),
+                          script("stalled"), script("stalled", "wait", "active", "stalled-check", "meta", "paused",
+                                                    "marker", "events", "repeat"),
+                          ("BZPOPMIN", self.key("marker"), 1), ("LLEN", self.key("wait")), ("LLEN", self.key("active")),
+                          ("ZCARD", self.key("prioritized"))]}
 
     def key(self, name: str) -> str:
         return self.base + name

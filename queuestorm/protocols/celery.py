@@ -24,7 +24,7 @@ from typing import NamedTuple
 import redis
 
 from ..errors import UsageError
-from .base import Delivery, Protocol, hash_value_pages, list_pages
+from .base import PROBE, DeclaredKey, Delivery, Protocol, hash_value_pages, list_pages
 
 TASK = "queuestorm.work"
 SEP = "\x06\x16"
@@ -101,6 +101,26 @@ class CeleryProtocol(Protocol):
         self._next = 0
         self._declared = False
         self._origin = f"queuestorm{os.getpid()}@{os.uname().nodename}"
+
+    def declared_keys(self) -> list[DeclaredKey]:
+        keys = [DeclaredKey(UNACKED, "hash"), DeclaredKey(UNACKED_INDEX, "zset"), DeclaredKey(UNACKED_MUTEX, "string")]
+        for queue in self.queues:
+            keys += [DeclaredKey(queue, "list"), DeclaredKey(f"_kombu.binding.{queue}", "set"),
+                     DeclaredKey(f"_kombu.binding_permanent.{queue}", "set")]
+        return keys
+
+    def probe_commands(self) -> dict[str, list[tuple]]:
+        first = self.queues[0]
+        drain = [("BRPOP", *self.queues, 1), ("ZADD", UNACKED_INDEX, 0, PROBE), ("HSET", UNACKED, PROBE, PROBE),
+                 ("ZREM", UNACKED_INDEX, PROBE), ("HDEL", UNACKED, PROBE), ("ZCARD", UNACKED_INDEX),
+                 ("SET", UNACKED_MUTEX, PROBE, "NX", "EX", MUTEX_SECONDS), ("GET", UNACKED_MUTEX),
+                 ("DEL", UNACKED_MUTEX),
+                 ("ZRANGE", UNACKED_INDEX, 0, 0, "BYSCORE", "REV"), ("HGET", UNACKED, PROBE)]
+        for queue in self.queues:
+            drain += [("RPOP", queue, 1), ("RPUSH", queue, PROBE), ("LLEN", queue)]
+        enqueue = [("SADD", f"_kombu.binding.{first}", PROBE), ("SADD", f"_kombu.binding_permanent.{first}", PROBE),
+                   ("LPUSH", first, PROBE)]
+        return {"enqueue": enqueue, "drain": drain}
 
     def enqueue(self, client: redis.Redis, body: bytes) -> None:
         queue = self.queues[0]

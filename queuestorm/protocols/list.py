@@ -3,12 +3,19 @@ that dies holding jobs loses them, which is exactly what this protocol exists to
 
 import redis
 
-from .base import Delivery, Protocol, list_pages
+from .base import PROBE, DeclaredKey, Delivery, Protocol, list_pages
 
 
 class ListProtocol(Protocol):
     name = "list"
     _rpop_count = True  # RPOP with a count needs Redis 6.2; older servers get one job per fetch
+
+    def declared_keys(self) -> list[DeclaredKey]:
+        return [DeclaredKey(self.queue, "list")]
+
+    def probe_commands(self) -> dict[str, list[tuple]]:
+        q = self.queue
+        return {"enqueue": [("LPUSH", q, PROBE)], "drain": [("BRPOP", q, 1), ("RPOP", q, 1), ("LLEN", q)]}
 
     def enqueue_command(self, body: bytes) -> tuple:
         return ("LPUSH", self.queue, body)

@@ -5,7 +5,7 @@ at once (go-workers2's ProcessID). At-least-once: a job can run twice, never zer
 
 import redis
 
-from .base import Delivery, Protocol, glob_escape, list_pages, matching_keys
+from .base import PROBE, DeclaredKey, Delivery, Protocol, glob_escape, list_pages, matching_keys
 
 
 class ReliableProtocol(Protocol):
@@ -17,6 +17,20 @@ class ReliableProtocol(Protocol):
         super().__init__(queue, consumer_id, visibility_timeout)
         self.consumers_key = f"queuestorm:reliable:{queue}:consumers"
         self.processing = self.processing_key(self.consumer_id)
+
+    def declared_keys(self) -> list[DeclaredKey]:
+        return [DeclaredKey(self.queue, "list"), DeclaredKey(self.consumers_key, "zset"),
+                DeclaredKey(self.processing, "list")]
+
+    def probe_commands(self) -> dict[str, list[tuple]]:
+        q, processing, consumers = self.queue, self.processing, self.consumers_key
+        return {"enqueue": [("LPUSH", q, PROBE)], "drain": [
+            ("BLMOVE", q, processing, "RIGHT", "LEFT", 1), ("LMOVE", q, processing, "RIGHT", "LEFT"),
+            ("LREM", processing, 1, PROBE), ("LMOVE", processing, q, "RIGHT", "RIGHT"), ("LRANGE", processing, 0, -1),
+            ("RPUSH", q, PROBE), ("LLEN", q), ("TIME",), ("ZADD", consumers, 0, self.consumer_id),
+            ("ZREM", consumers, self.consumer_id), ("ZRANGEBYSCORE", consumers, "-inf", 0),
+            ("ZRANGE", consumers, 0, -1),
+        ]}
 
     def processing_key(self, consumer_id: str) -> str:
         return f"queuestorm:reliable:{self.queue}:processing:{consumer_id}"

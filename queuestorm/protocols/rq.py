@@ -23,7 +23,7 @@ from typing import NamedTuple
 
 import redis
 
-from .base import Delivery, Protocol, list_pages, zset_pages
+from .base import PROBE, DeclaredKey, Delivery, Protocol, list_pages, zset_pages
 
 FUNC = "queuestorm.hooks.rq.work"
 ON_SUCCESS = "queuestorm.hooks.rq.on_success"
@@ -83,6 +83,23 @@ class RQProtocol(Protocol):
         self.wip = f"rq:wip:{queue}"
         self.finished = f"rq:finished:{queue}"
         self.failed = f"rq:failed:{queue}"
+
+    def declared_keys(self) -> list[DeclaredKey]:
+        return [DeclaredKey("rq:queues", "set"), DeclaredKey(self.queue_key, "list"),
+                DeclaredKey(self.intermediate, "list"), DeclaredKey(self.wip, "zset"),
+                DeclaredKey(self.finished, "zset"), DeclaredKey(self.failed, "zset")]
+
+    def probe_commands(self) -> dict[str, list[tuple]]:
+        job, queue, intermediate = f"rq:job:{PROBE.decode()}", self.queue_key, self.intermediate
+        return {"enqueue": [("SADD", "rq:queues", queue), ("HSET", job, "status", "queued"), ("RPUSH", queue, PROBE)],
+                "drain": [
+            ("BLMOVE", queue, intermediate, "LEFT", "RIGHT", 1), ("LMOVE", queue, intermediate, "LEFT", "RIGHT"),
+            ("HGET", job, "data"), ("LREM", intermediate, 1, PROBE), ("HSET", job, "status", "started"),
+            ("ZADD", self.wip, 0, PROBE), ("ZREM", self.wip, PROBE), ("ZADD", self.finished, 0, PROBE),
+            ("EXPIRE", job, RESULT_TTL), ("ZRANGEBYSCORE", self.wip, "-inf", 0), ("LRANGE", intermediate, 0, -1),
+            ("EXISTS", job), ("SET", f"{intermediate}:first_seen:probe", 0, "NX", "EX", 86400),
+            ("GET", f"{intermediate}:first_seen:probe"), ("ZADD", self.failed, 0, PROBE), ("LLEN", queue),
+            ("LLEN", intermediate)]}
 
     def enqueue(self, client: redis.Redis, body: bytes) -> None:
         job_id = str(uuid.uuid4())

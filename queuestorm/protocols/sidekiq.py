@@ -22,7 +22,7 @@ import time
 import redis
 
 from ..errors import UsageError
-from .base import Delivery, Protocol, glob_escape, list_pages, matching_keys, zset_pages
+from .base import PROBE, DeclaredKey, Delivery, Protocol, glob_escape, list_pages, matching_keys, zset_pages
 
 JOB_CLASS = "QueuestormJob"
 FETCH_TIMEOUT = 2  # BasicFetch::TIMEOUT
@@ -60,6 +60,14 @@ class SidekiqProtocol(Protocol):
         if not self.queues:
             raise UsageError(f"--queue {queue!r} names no queue (comma-separated Sidekiq queue names)")
         self.keys = [f"queue:{name}" for name in self.queues]
+
+    def declared_keys(self) -> list[DeclaredKey]:
+        return [DeclaredKey("queues", "set"), *(DeclaredKey(key, "list") for key in self.keys)]
+
+    def probe_commands(self) -> dict[str, list[tuple]]:
+        return {"enqueue": [("SADD", "queues", self.queues[0]), ("LPUSH", self.keys[0], PROBE)],
+                "drain": [("BRPOP", *self.keys, 1), *(command for key in self.keys
+                                                      for command in (("RPOP", key, 1), ("LLEN", key)))]}
 
     def enqueue(self, client: redis.Redis, body: bytes) -> None:
         pipe = client.pipeline(transaction=False)
@@ -112,6 +120,18 @@ class SidekiqProtocol(Protocol):
 class GoWorkers2Protocol(SidekiqProtocol):
     name = "go-workers2"
     needs_ack = True
+
+    def declared_keys(self) -> list[DeclaredKey]:
+        return [*super().declared_keys(), *(DeclaredKey(self.inprogress(key), "list") for key in self.keys)]
+
+    def probe_commands(self) -> dict[str, list[tuple]]:
+        drain = []
+        for key in self.keys:
+            inprogress = self.inprogress(key)
+            drain += [("BRPOPLPUSH", key, inprogress, 1), ("RPOPLPUSH", key, inprogress),
+                      ("LREM", inprogress, -1, PROBE), ("LMOVE", inprogress, key, "RIGHT", "RIGHT"), ("LLEN", key),
+                      ("LLEN", inprogress)]
+        return {"enqueue": super().probe_commands()["enqueue"], "drain": drain}
 
     def enqueue(self, client: redis.Redis, body: bytes) -> None:
         """go-workers2's Producer: SADD, then LPUSH, two round trips."""

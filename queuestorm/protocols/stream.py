@@ -10,7 +10,7 @@ from typing import NamedTuple
 import redis
 
 from ..errors import UsageError
-from .base import Delivery, Protocol, stream_pages
+from .base import PROBE, DeclaredKey, Delivery, Protocol, stream_pages
 
 GROUP = "queuestorm"
 FIELD = b"job"
@@ -21,6 +21,19 @@ class StreamProtocol(Protocol):
     name = "stream"
     needs_ack = True
     min_redis_version = (6, 2)  # XAUTOCLAIM
+
+    def declared_keys(self) -> list[DeclaredKey]:
+        return [DeclaredKey(self.queue, "stream")]
+
+    def probe_commands(self) -> dict[str, list[tuple]]:
+        q, me = self.queue, self.consumer_id
+        return {"enqueue": [("XADD", q, "*", FIELD, PROBE)], "drain": [
+            ("XGROUP", "CREATE", q, GROUP, "0", "MKSTREAM"), ("XREADGROUP", "GROUP", GROUP, me, "COUNT", 1, "BLOCK", 1,
+                                                              "STREAMS", q, ">"),
+            ("XACK", q, GROUP, "0-1"), ("XDEL", q, "0-1"), ("XPENDING", q, GROUP, "-", "+", 1, me),
+            ("XCLAIM", q, GROUP, me, 0, "0-1"), ("XAUTOCLAIM", q, GROUP, me, 0, "0-0", "COUNT", 1),
+            ("XADD", q, "*", FIELD, PROBE), ("XLEN", q),
+        ]}
 
     def enqueue_command(self, body: bytes) -> tuple:
         return ("XADD", self.queue, "*", FIELD, body)
