@@ -19,7 +19,7 @@ from locust import events
 from locust.runners import MasterRunner, WorkerRunner
 
 from . import webui, run_charts
-from .connection import redact
+from .connection import describe_redis_error, redact
 from .distributed import (CONFIG_MESSAGE, HELLO_MESSAGE, RATE_MESSAGE, REPORT_MESSAGE, STOP_MESSAGE, WorkerBoard,
                           WorkerReporter)
 from .errors import EXIT_CANNOT_RUN, UsageError
@@ -166,9 +166,12 @@ def _on_init(environment, runner=None, web_ui=None, **_):
                                       role="master" if board is not None else "locust", counts_of=state.counts_of)
     try:
         session.setup()
-    except (UsageError, redis.RedisError) as e:  # RedisError: a read-only replica, an ACL without the commands
+    except UsageError as e:
         session.shutdown()
         _fail(str(e))
+    except (redis.RedisError, OSError) as e:
+        session.shutdown()
+        _fail(describe_redis_error(e, config.redis_url, "target Redis"))
     if board is not None:
         board.open()
     try:
@@ -235,8 +238,9 @@ def _on_test_start(environment, **_):
         state.dyno_rows = []
         try:
             run = state.session.start_run()
-        except (UsageError, redis.RedisError) as e:  # e.g. the target refused the faults' admin connection
-            print(f"queuestorm: error: the test cannot start: {e}", file=sys.stderr, flush=True)
+        except (UsageError, redis.RedisError, OSError) as e:  # e.g. the target refused the faults' admin connection
+            why = str(e) if isinstance(e, UsageError) else describe_redis_error(e, state.session.config.redis_url)
+            print(f"queuestorm: error: the test cannot start: {why}", file=sys.stderr, flush=True)
             state.session.failed_to_start()
             environment.process_exit_code = state.session.exit_code()
             gevent.spawn(environment.runner.quit)

@@ -19,7 +19,7 @@ import redis
 from . import drain_reports, stats_line, verdict as verdicts
 from .check import check_run
 from .cleanup import delete_run
-from .connection import NO_INFO, connect, redact, server_description
+from .connection import NO_INFO, connect, describe_redis_error, redact, server_description
 from .connections import ConnectionSampler
 from .drain_fleet import DrainFleet
 from .dyno_report import dyno_summary, render_dyno
@@ -28,6 +28,9 @@ from .errors import EXIT_CANNOT_RUN, EXIT_FAILED, EXIT_PASS, UsageError
 from .faults import FaultContext, FaultRunner, check_feasible
 from .ledger import Ledger
 from .options import RunConfig
+from .output_paths import check_output_paths
+from .plot import check as check_plot
+from .preflight import ready_for, require_permissions
 from .protocols import make_protocol, require_server_version
 from .proxy import ProxyProcess
 from .report import render, write_json
@@ -81,6 +84,9 @@ class Session:
     def setup(self) -> None:
         c = self.config
         c.validate()
+        options = self.environment.parsed_options
+        check_output_paths(options)
+        check_plot(getattr(options, "plot", "") or "")
         self.fault_specs = load_faults(c.faults) if c.faults else []
         if not c.redis_url:
             self.embedded = EmbeddedRedis(c.embedded, aof=c.aof)
@@ -97,6 +103,10 @@ class Session:
         self.target = connect(c.redis_url, role="target Redis")
         self.protocol = make_protocol(c.protocol, c.queue, visibility_timeout=c.visibility_timeout)
         require_server_version(self.target, self.protocol, redact(c.redis_url))
+        ledger_url = c.ledger_url or c.redis_url
+        ready_for(self.target, self.protocol, c.redis_url, "enqueue", ledger_url)
+        if c.drain == "inline":  # a refused inline drain would exit at once, restarted again and again
+            require_permissions(self.target, self.protocol, c.redis_url, "drain", ledger_url=ledger_url)
         self.description = server_description(self.target)
         self.real_redis = self.description != NO_INFO
         check_feasible(self.fault_specs, has_drain=c.drain == "inline",
@@ -255,7 +265,7 @@ class Run:
         if not self.session.fault_specs:
             return
         context = FaultContext(admin=connect(self.config.redis_url, role="target Redis"), drain=self.fleet,
-                               proxy=self.session.proxy, server=self.session.embedded)
+                               proxy=self.session.proxy, server=self.session.embedded, run_id=self.run_id)
         self.faults = FaultRunner(self.session.fault_specs, context, self.environment)
         self.faults.start()
 
@@ -312,13 +322,18 @@ class Run:
             v = self.check(settled)
             self.phase = "report"
             self.report(v)
-        except (UsageError, redis.RedisError, OSError) as e:
-            print(f"queuestorm: error: the loss check of run {self.run_id} could not run: {e}", file=sys.stderr,
-                  flush=True)
-            self.exit_code = EXIT_CANNOT_RUN
+        except UsageError as e:
+            self._could_not_check(str(e))
+        except (redis.RedisError, OSError) as e:
+            self._could_not_check(describe_redis_error(e, self.config.redis_url, "Redis"))
         finally:
             if not self._cancelled:
                 self.teardown()
+
+    def _could_not_check(self, why: str) -> None:
+        print(f"queuestorm: error: the loss check of run {self.run_id} could not run: {why}", file=sys.stderr,
+              flush=True)
+        self.exit_code = EXIT_CANNOT_RUN
 
     def settle(self) -> Settled:
         c = self.config

@@ -126,16 +126,6 @@ def test_the_web_ui_page_never_carries_the_password(protected, queue):
     assert PASSWORD not in output
 
 
-def fleet_puts_urls_in_argv() -> bool:
-    from queuestorm.drain_fleet import DrainFleet
-
-    fleet = DrainFleet("redis://:argv-probe@h/0", "", "list", "q", processes=1, concurrency=1, work_ms=0,
-                       visibility_timeout=1)
-    return any("argv-probe" in str(arg) for arg in fleet.base_command)
-
-
-@pytest.mark.xfail(fleet_puts_urls_in_argv(), strict=True,
-                   reason="drain_fleet.py still hands the URL to the inline drains in argv (the lead switches it to env)")
 def test_a_whole_run_and_its_check_never_show_the_password(protected, tmp_path, queue):
     """Locust with an inline drain, --report, --html and --csv against a password-protected server, then `queuestorm
     check` with the password as a query parameter: every artefact, every output, the ledger, the client names and
