@@ -90,6 +90,7 @@ class DrainWorker:
         self._held_changed = False
         self._ledger_runs = LedgerRuns()
         self._run_last_seen: dict[str, float] = {}
+        self._announced = False
         self.vitals = VitalsSampler("drain", name=self.consumer_id)
         self._report_rate = 0.0
         self._report_client: redis.Redis | None = None
@@ -129,6 +130,7 @@ class DrainWorker:
         if target is None or ledger is None:
             return
         recorder = CompletionRecorder(ledger)
+        self._announce_ready(ledger)
         backoff = 0.05
         while not self.stopping:
             started = time.monotonic()
@@ -175,6 +177,22 @@ class DrainWorker:
                 if held[job.job_id] <= 0:
                     del held[job.job_id]
                 self._held_changed = True
+
+    def _announce_ready(self, ledger: redis.Redis) -> None:
+        """Once, when the first consumer has connected: the run that started this drain ($QS_RUN_ID, an inline
+        drain) finds its report and knows the drain is consuming."""
+        run_id = os.environ.get("QS_RUN_ID", "")
+        if self._announced or not valid_run_id(run_id):
+            return
+        self._announced = True
+        try:
+            if not self._ledger_runs.exists(ledger, run_id):
+                return
+        except NETWORK_ERRORS as e:
+            self._error(e)
+            return
+        self._run_last_seen[run_id] = time.time()
+        self._publish()
 
     def _connect(self, url: str, **options) -> redis.Redis | None:
         """run() checked both URLs: a refusal now (maxclients, a restarting server) is waited out, until stopped."""

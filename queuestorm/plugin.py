@@ -285,7 +285,7 @@ def _on_test_stop(environment, **_):
     run.finish()
     environment.process_exit_code = state.session.exit_code()
     if not state.quitting and not state.session.defer_output:
-        state.session.prepare_run()  # a web UI: the next test's drains are ready before it starts
+        state.session.prepare_run(wait=False)  # a web UI: the next test's drains start consuming before it starts
 
 
 @events.quitting.add_listener

@@ -46,6 +46,7 @@ log = logging.getLogger("queuestorm")
 SUPERVISE_SECONDS = 1.0
 PROGRESS_SECONDS = 10.0
 QUICK_STOP_SECONDS = 1.0
+FLEET_READY_SECONDS = 15.0
 NETWORK_ERRORS = (redis.ConnectionError, redis.TimeoutError, OSError)
 
 
@@ -126,11 +127,14 @@ class Session:
             return new_run_id()
         return given if not self.runs else f"{given}.{len(self.runs) + 1}"
 
-    def prepare_run(self) -> "Run":
-        """Set up the next test's run now, so that its inline drains are consuming when its load starts."""
+    def prepare_run(self, wait: bool = True) -> "Run":
+        """Set up the next test's run now, so that its inline drains are consuming when its load starts; `wait`
+        for them (at init: before Locust's --run-time clock starts)."""
         run = Run(self, dataclasses.replace(self.config, run_id=self.next_run_id()))
         self.runs.append(run)
         run.setup()
+        if wait:
+            run.wait_for_fleet()
         return run
 
     def start_run(self) -> "Run":
@@ -197,6 +201,7 @@ class Run:
         self._greenlets: list[gevent.Greenlet] = []
         self._finisher: gevent.Greenlet | None = None
         self._cancelled = False
+        self._fleet_ready = False
 
     # setup ------------------------------------------------------------------------------------------------------
 
@@ -228,6 +233,21 @@ class Run:
         log.info("started %d inline drain process(es) x %d greenlets%s", c.drain_processes, c.drain_concurrency,
                  f" (their stats lines: {log_path})" if log_path else "")
 
+    def wait_for_fleet(self) -> None:
+        """The load starts once every inline drain is consuming (each announces itself in the run's drain reports):
+        otherwise the first seconds' end-to-end latency is the drains' start-up, not the queue's."""
+        deadline = time.monotonic() + FLEET_READY_SECONDS
+        while self.fleet is not None and not self._fleet_ready and time.monotonic() < deadline:
+            try:
+                if len(drain_reports.read(self.ledger.client, self.run_id)) >= self.config.drain_processes:
+                    self._fleet_ready = True
+                    return
+            except NETWORK_ERRORS:
+                pass
+            gevent.sleep(0.05)
+        if self.fleet is not None and not self._fleet_ready:
+            log.warning("the inline drains did not report within %gs: the load starts anyway", FLEET_READY_SECONDS)
+
     def _supervise_fleet(self) -> None:
         while True:
             gevent.sleep(SUPERVISE_SECONDS)
@@ -239,6 +259,7 @@ class Run:
     def start_load(self) -> None:
         """The test started: samplers, timeline, faults, the live progress line."""
         c = self.config
+        self.wait_for_fleet()
         self.phase = "load"
         self.load_started = time.monotonic()
         self.sampler.start()
