@@ -141,7 +141,7 @@ def test_a_worker_joining_and_one_dying_mid_run(fleet, tmp_path, r, queue, run_i
 
     assert doc["lost"] == 0 and doc["unexpected"] == 0 and doc["verdict"] == "pass"
     rows = {w["pid"]: w for w in doc["workers"]}
-    assert rows[first.pid]["state"] == "stopped" and rows[second.pid]["state"] == "lost"
+    assert rows[first.pid]["state"] == "stopped" and rows[second.pid]["state"] == "lost", fleet.log("worker-b") + fleet.log("master")[-3000:]
     assert doc["workers_lost"] == [rows[second.pid]["worker"]]
     assert doc["unclosed_producers"] == [second_producer]
     assert rows[second.pid]["rate_share"] == 150.0  # its share while both ran
