@@ -2,6 +2,7 @@
 
 from ..errors import UsageError
 from .base import PROBE, DeclaredKey, Delivery, Protocol
+from .beequeue import BeeQueueProtocol
 from .bullmq import BullMQProtocol
 from .celery import CeleryProtocol
 from .list import ListProtocol
@@ -12,7 +13,7 @@ from .stream import StreamProtocol
 
 PROTOCOLS: dict[str, type[Protocol]] = {cls.name: cls for cls in (
     ListProtocol, ReliableProtocol, StreamProtocol, RQProtocol, SidekiqProtocol, GoWorkers2Protocol, CeleryProtocol,
-    BullMQProtocol,
+    BullMQProtocol, BeeQueueProtocol,
 )}
 
 
