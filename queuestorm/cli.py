@@ -10,7 +10,7 @@ import sys  # noqa: E402
 
 import redis  # noqa: E402
 
-from . import error_queue, fault_cli, foreign, settings  # noqa: E402
+from . import error_queue, fault_cli, foreign, outside, settings  # noqa: E402
 from .connection import describe_redis_error  # noqa: E402
 from .errors import EXIT_CANNOT_RUN, EXIT_FAILED, EXIT_PASS, UsageError  # noqa: E402
 from .keys import valid_run_id  # noqa: E402
@@ -79,6 +79,7 @@ def parser() -> argparse.ArgumentParser:
     fault_cli.add_parser(sub, settings.env("REDIS_URL"))
     error_queue.add_parser(sub)
     foreign.add_parser(sub)
+    outside.add_parser(sub)
     return p
 
 
@@ -193,13 +194,14 @@ def cmd_clean(a) -> int:
 
 
 COMMANDS = {"drain": cmd_drain, "check": cmd_check, "clean": cmd_clean, "fault": fault_cli.cmd_fault,
-            "errors": error_queue.cmd_errors, "foreign": foreign.cmd_foreign}
+            "errors": error_queue.cmd_errors, "foreign": foreign.cmd_foreign,
+            "run": outside.cmd_run}
 
 
 # The URL each command talks to, named in the one line a Redis or network error becomes.
 MAIN_URL = {"drain": ("redis_url", "target Redis"), "check": ("ledger_url", "ledger Redis"),
             "clean": ("ledger_url", "ledger Redis"), "fault": ("redis_url", "target Redis"),
-            "errors": ("redis_url", "Redis")}
+            "errors": ("redis_url", "Redis"), "run": ("ledger_url", "ledger Redis")}
 
 
 def one_line_error(e: BaseException, args) -> str:

@@ -2,8 +2,10 @@
 
 from ..errors import UsageError
 from .base import PROBE, DeclaredKey, Delivery, Protocol
+from .beequeue import BeeQueueProtocol
 from .bullmq import BullMQProtocol
 from .celery import CeleryProtocol
+from .gocraft import GocraftProtocol
 from .list import ListProtocol
 from .reliable import ReliableProtocol
 from .rq import RQProtocol
@@ -12,7 +14,7 @@ from .stream import StreamProtocol
 
 PROTOCOLS: dict[str, type[Protocol]] = {cls.name: cls for cls in (
     ListProtocol, ReliableProtocol, StreamProtocol, RQProtocol, SidekiqProtocol, GoWorkers2Protocol, CeleryProtocol,
-    BullMQProtocol,
+    BullMQProtocol, BeeQueueProtocol, GocraftProtocol,
 )}
 
 
