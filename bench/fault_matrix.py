@@ -50,7 +50,7 @@ def run_cell(protocol: str, fault: str, redis_url: str, workdir: str, a) -> dict
                "--only-summary", "--users", str(a.users), "--spawn-rate", str(a.users), "--run-time", f"{a.seconds}s",
                "--rate", str(a.rate), "--protocol", protocol, "--queue", f"matrix-{protocol}-{time.time_ns()}",
                "--work-ms", str(a.work_ms), "--drain-concurrency", "10", "--visibility-timeout", "2",
-               "--max-duplicated", "1000000", "--faults", faults_path, "--report", report, *extra]
+               "--max-duplicated", "1000000", "--report", report, *(["--faults", faults_path] if faults else []), *extra]
     result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
     if not os.path.exists(report):
         return {"error": f"exit {result.returncode}: " + result.stderr.strip().splitlines()[-1]}
