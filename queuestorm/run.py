@@ -86,8 +86,8 @@ class Session:
         c = self.config
         c.validate()
         options = self.environment.parsed_options
-        check_output_paths(options)
         check_plot(getattr(options, "plot", "") or "")
+        check_output_paths(options)
         self.fault_specs = load_faults(c.faults) if c.faults else []
         if not c.redis_url:
             self.embedded = EmbeddedRedis(c.embedded, aof=c.aof)
