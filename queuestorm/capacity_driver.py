@@ -22,6 +22,7 @@ RAMP_FRACTION = 0.3  # the first part of each step, while users and queue settle
 SAMPLE_SECONDS = 0.25
 PAUSE_RATE = 0.001  # between steps, while the backlog a failed step left drains
 RECOVERY_STEPS = 3  # the longest such pause, in step lengths
+FIRST_STEP_WAIT_SECONDS = 30.0
 RECOVERED_SECONDS = 0.2  # a backlog of this many seconds of the last rate counts as drained
 ENQUEUE_EVENTS = ("enqueue", "send")  # EnqueueUser's, and the dyno dispatcher's
 NETWORK_ERRORS = (redis.RedisError, OSError)
@@ -272,7 +273,7 @@ class CapacityDriver:
     def _hold(self, rate: float, first: bool) -> StepFigures:
         gevent.sleep(self.step_seconds * RAMP_FRACTION)
         if first:  # the drain processes may still be starting: what queued meanwhile is not the first step's
-            self._wait_for_backlog(rate, self.step_seconds)
+            self._wait_for_backlog(rate, max(FIRST_STEP_WAIT_SECONDS, RECOVERY_STEPS * self.step_seconds))
         meter = self.current = StepMeter(self.run, rate)
         meter.begin()
         deadline = meter.started + self.step_seconds * (1 - RAMP_FRACTION)
