@@ -17,6 +17,7 @@ MIN_ACHIEVED = 0.9  # of the target: a generator issuing less could not do the s
 SATURATED_CPU_PCT = 90.0
 SLOPE_TOLERANCE = 0.03  # of the target: a backlog growing slower than this is noise, not a trend
 MIN_SLOPE = 2.0  # jobs/s
+MIN_GROWTH = 10  # jobs: what a drain's jobs in hand and a burst of enqueues move the depth by
 MAX_CLIENTS_ERROR = "max number of clients"
 
 GENERATOR = "generator"
@@ -77,9 +78,11 @@ def slope(samples: list[tuple[float, float]]) -> float | None:
     return sum((t - mean_t) * (v - mean_v) for t, v in samples) / spread
 
 
-def grows(rate_of_growth: float | None, target: float) -> bool:
-    """A trend, not noise: faster than SLOPE_TOLERANCE of the target rate, and than MIN_SLOPE."""
-    return rate_of_growth is not None and rate_of_growth > max(MIN_SLOPE, SLOPE_TOLERANCE * target)
+def grows(rate_of_growth: float | None, target: float, seconds: float = math.inf) -> bool:
+    """A trend, not noise: faster than SLOPE_TOLERANCE of the target rate and than MIN_SLOPE, adding MIN_GROWTH jobs
+    at least over the `seconds` measured (a short step resolves only a coarse overload)."""
+    return (rate_of_growth is not None and rate_of_growth > max(MIN_SLOPE, SLOPE_TOLERANCE * target)
+            and rate_of_growth * seconds >= MIN_GROWTH)
 
 
 def _rate(value: float) -> str:
@@ -133,10 +136,10 @@ def judge_step(step: StepFigures, limits: StepLimits) -> StepJudgement:
         return StepJudgement(False, GENERATOR, _generator_factor(step))
     if step.latency_breaches:
         return StepJudgement(False, "latency", "; ".join(step.latency_breaches))
-    if grows(step.unaccounted_slope, step.target):
+    if grows(step.unaccounted_slope, step.target, step.seconds):
         return StepJudgement(False, "lost", f"jobs lost: {_rate(step.unaccounted_slope)}/s neither queued nor "
                                             "completed")
-    if grows(step.backlog_slope, step.target):
+    if grows(step.backlog_slope, step.target, step.seconds):
         return StepJudgement(False, "drain", f"drain fleet: backlog grows at {_rate(step.backlog_slope)}/s")
     if step.e2e_p99_ms is not None and step.e2e_p99_ms > limits.e2e_p99_ms:
         return StepJudgement(False, "e2e", f"drain fleet: e2e p99 {step.e2e_p99_ms:,.0f} ms over "

@@ -23,6 +23,7 @@ SAMPLE_SECONDS = 0.25
 PAUSE_RATE = 0.001  # between steps, while the backlog a failed step left drains
 RECOVERY_STEPS = 3  # the longest such pause, in step lengths
 FIRST_STEP_WAIT_SECONDS = 30.0
+MASTER_RAMP_SECONDS = 2.5
 RECOVERED_SECONDS = 0.2  # a backlog of this many seconds of the last rate counts as drained
 ENQUEUE_EVENTS = ("enqueue", "send")  # EnqueueUser's, and the dyno dispatcher's
 NETWORK_ERRORS = (redis.RedisError, OSError)
@@ -105,6 +106,7 @@ class StepMeter:
         self.backlog: list[tuple[float, float]] = []
         self.clients: list[int] = []
         self.worker_cpu: list[float] = []
+        self.reports: dict[str, list[tuple[float, int]]] = {}  # a worker's first and last report in the step
 
     def begin(self) -> None:
         run = self.run
@@ -144,6 +146,9 @@ class StepMeter:
                 pass
         board = run.session.board
         if board is not None:
+            for client_id, report in list(board.reports.items()):
+                mark = (report["received_at"], sum(report["counts"].get(k) or 0 for k in ("enqueued", "maybe_enqueued")))
+                self.reports.setdefault(client_id, [mark, mark])[1] = mark
             loads = [v.get("cpu_pct_last") for v in board.vitals()]
             loads = [c for c in loads if c is not None]
             if loads:
@@ -174,6 +179,8 @@ class StepMeter:
             connections_peak=max(self.clients) if self.clients else None,
             latency_breaches=self.window.breaches(parse_latency_limits(run.config.latency_limit)),
         )
+        if run.session.board is not None:
+            figures.achieved = self._achieved_by_workers()
         self._backlog_figures(figures)
         self._redis_figures(figures, seconds)
         if run.session.board is None:
@@ -181,6 +188,15 @@ class StepMeter:
         elif self.worker_cpu:
             figures.generator_cpu_pct = round(sum(self.worker_cpu) / len(self.worker_cpu), 1)
         return figures
+
+    def _achieved_by_workers(self) -> float:
+        """Each worker's rate between its first and last report of the step, by the times the reports came: the
+        master's sum of counts moves a report at a time."""
+        total = 0.0
+        for (first_at, first), (last_at, last) in self.reports.values():
+            if last_at > first_at:
+                total += (last - first) / (last_at - first_at)
+        return round(total, 1)
 
     def _processes(self) -> int:
         board = self.run.session.board
@@ -271,12 +287,17 @@ class CapacityDriver:
         self.stop_test()
 
     def _hold(self, rate: float, first: bool) -> StepFigures:
-        gevent.sleep(self.step_seconds * RAMP_FRACTION)
-        if first:  # the drain processes may still be starting: what queued meanwhile is not the first step's
-            self._wait_for_backlog(rate, max(FIRST_STEP_WAIT_SECONDS, RECOVERY_STEPS * self.step_seconds))
+        ramp = self.step_seconds * RAMP_FRACTION
+        if self.run.session.board is not None:  # the workers' counts reach the master a report later
+            ramp = max(ramp, MASTER_RAMP_SECONDS)
+        gevent.sleep(ramp)
+        if first:  # users and drain processes may still be starting: the first step is measured once both run
+            wait = max(FIRST_STEP_WAIT_SECONDS, RECOVERY_STEPS * self.step_seconds)
+            self._wait_for_load(rate, wait)
+            self._wait_for_backlog(rate, wait)
         meter = self.current = StepMeter(self.run, rate)
         meter.begin()
-        deadline = meter.started + self.step_seconds * (1 - RAMP_FRACTION)
+        deadline = meter.started + max(self.step_seconds - ramp, SAMPLE_SECONDS * 4)
         while time.monotonic() < deadline:
             gevent.sleep(min(SAMPLE_SECONDS, max(0.0, deadline - time.monotonic())))
             meter.sample()
@@ -291,6 +312,18 @@ class CapacityDriver:
         if not self._wait_for_backlog(last.target, RECOVERY_STEPS * self.step_seconds):
             log.warning("capacity search: the backlog did not drain within %.0fs; the next step starts anyway",
                         RECOVERY_STEPS * self.step_seconds)
+
+    def _wait_for_load(self, rate: float, seconds: float) -> None:
+        """Until the producers issue the rate, over a second, or `seconds` passed (a step will say why not)."""
+        deadline = time.monotonic() + seconds
+        run = self.run
+        before = run.session.counts_of(run)
+        while time.monotonic() < deadline:
+            gevent.sleep(1.0)
+            now = run.session.counts_of(run)
+            if sum(now[k] - before[k] for k in ("enqueued", "maybe_enqueued")) >= self.limits.min_achieved * rate:
+                return
+            before = now
 
     def _wait_for_backlog(self, rate: float, seconds: float) -> bool:
         """Until the backlog is down to what `rate` keeps in flight; False after `seconds`."""

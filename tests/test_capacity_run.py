@@ -9,11 +9,12 @@ BOUND = DRAIN_GREENLETS * 1000 / WORK_MS  # 50 jobs/s: the most the inline drain
 
 
 def test_the_search_finds_the_drain_fleets_capacity_and_names_it(tmp_path, redis_url, queue):
-    report = tmp_path / "verdict.json"
+    report, html, png = tmp_path / "verdict.json", tmp_path / "report.html", tmp_path / "run.png"
     result = locust("--users", "10", "--spawn-rate", "10", "--run-time", "120s", "--find-capacity",
                     "--rate", "20", "--step-seconds", "3", "--capacity-precision", "0.1",
                     "--work-ms", str(WORK_MS), "--drain-concurrency", str(DRAIN_GREENLETS), "--queue", queue,
-                    "--report", str(report), env={"REDIS_URL": redis_url}, timeout=150)
+                    "--report", str(report), "--html", str(html), "--plot", str(png),
+                    env={"REDIS_URL": redis_url}, timeout=150)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     doc = json.loads(report.read_text())
     capacity = doc["capacity"]
@@ -27,6 +28,9 @@ def test_the_search_finds_the_drain_fleets_capacity_and_names_it(tmp_path, redis
             "connections_peak"} <= first.keys()
     # the loss check covers every job of every step
     assert doc["verdict"] == "pass" and doc["lost"] == 0 and doc["completed"] == doc["enqueued"] > 0
+    page = html.read_text()  # the Queue view's capacity charts, with the figures they draw from
+    assert 'id="qs-capacity-latency"' in page and '"capacity": {"sustainable_rate": ' in page
+    assert (tmp_path / "run-capacity.png").stat().st_size > 10_000
     out = result.stdout
     assert out.index("Capacity search") < out.index("Loss check")
     assert "limiting factor: drain fleet:" in out

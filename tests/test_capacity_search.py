@@ -107,6 +107,7 @@ def test_a_trend_is_growth_beyond_noise_not_one_high_sample():
     assert not grows(2.5, 100) and grows(3.5, 100)  # 3 % of the target
     assert not grows(1.9, 10) and grows(2.1, 10)  # at least MIN_SLOPE jobs/s
     assert not grows(None, 100)
+    assert not grows(4.0, 100, seconds=2) and grows(4.0, 100, seconds=3)  # at least MIN_GROWTH jobs
 
 
 @pytest.mark.parametrize("changes, kind, words", [
