@@ -49,3 +49,54 @@ def test_a_generator_that_cannot_issue_the_rate_is_named_not_the_queue(tmp_path,
     assert capacity["sustainable_rate"] is None and capacity["first_failing_rate"] is None
     assert capacity["workers_needed"] > 1 and len(capacity["steps"]) == 1
     assert "limiting factor: load generator:" in result.stdout
+
+
+def test_the_search_is_an_option_an_environment_variable_a_scenario_option_and_a_start_form_choice(
+        monkeypatch, tmp_path):
+    import argparse
+
+    import queuestorm.plugin  # noqa: F401  (registers the options)
+    from locust.argument_parser import parse_options
+
+    from queuestorm.options import RunConfig, apply_start_form
+    from queuestorm.scenario import apply_scenario
+
+    assert not RunConfig.from_options(parse_options(args=["-f", "x.py"])).find_capacity
+    monkeypatch.setenv("QS_FIND_CAPACITY", "true")
+    monkeypatch.setenv("QS_STEP_SECONDS", "4")
+    config = RunConfig.from_options(parse_options(args=["-f", "x.py"]))
+    assert config.find_capacity and config.step_seconds == 4.0 and config.capacity_precision == 0.05
+
+    scenario = tmp_path / "search.yaml"
+    scenario.write_text("options: {find-capacity: true, capacity-max-rate: 500}\n")
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--find-capacity", action="store_true", default=False)
+    parser.add_argument("--capacity-max-rate", type=float, default=0.0)
+    parser.add_argument("--scenario", default="")
+    apply_scenario(parser, str(scenario))
+    assert parser.parse_args([]).find_capacity and parser.parse_args([]).capacity_max_rate == 500
+
+    config = RunConfig()
+    form = argparse.Namespace(find_capacity="true", step_seconds="6")  # as Locust's form leaves them
+    assert apply_start_form(config, form) == ["find_capacity", "step_seconds"]
+    assert config.find_capacity is True and config.step_seconds == 6.0
+    assert apply_start_form(config, argparse.Namespace(find_capacity=False)) == ["find_capacity"]
+
+
+def test_the_queue_figures_carry_the_search_and_the_html_report_draws_it():
+    from types import SimpleNamespace
+
+    from queuestorm.capacity import CapacitySearch, StepFigures, StepJudgement
+    from queuestorm.html_report import section
+    from queuestorm.webui import snapshot
+
+    search = CapacitySearch(100)
+    search.record(StepFigures(target=100, achieved=100, seconds=7), StepJudgement(True))
+    run = SimpleNamespace(run_id="r1", timeline=None, capacity=SimpleNamespace(result=search.result))
+    session = SimpleNamespace(current=run, runs=[run], config=SimpleNamespace(protocol="list"))
+    environment = SimpleNamespace(queuestorm=SimpleNamespace(session=session), runner=None)
+    doc = snapshot(environment)
+    assert doc["capacity"]["steps"][0]["target"] == 100 and doc["capacity"]["sustainable_rate"] == 100
+    assert json.loads(json.dumps(doc))["capacity"]["limiting_factor"]
+    html = section(doc)
+    assert "renderCapacity" in html and '"sustainable_rate": 100' in html
