@@ -61,7 +61,7 @@ def main() -> None:
     parser.add_argument("--case", choices=("drain", "dyno", "latency", "all"), default="drain")
     parser.add_argument("--step-seconds", type=float, default=10.0)
     parser.add_argument("--greenlets", type=int, default=4)
-    parser.add_argument("--work-ms", type=float, default=40.0)
+    parser.add_argument("--work-ms", type=float, default=80.0)
     options = parser.parse_args()
     server = private_server()
     try:
