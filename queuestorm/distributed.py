@@ -81,6 +81,12 @@ class WorkerBoard:
         if self._keeper is None:
             self._keeper = gevent.spawn(self._keep_rate_and_watch)
 
+    def set_rate(self, rate: float) -> None:
+        """A new target for the whole run (the capacity search's next step), split among the workers now."""
+        self.config.rate = rate
+        self._shared_among = max(self.runner.worker_count, 1)
+        self.runner.send_message(RATE_MESSAGE, {"rate_share": self.share(self._shared_among)})
+
     def stop(self) -> None:
         if self._keeper is not None:
             self._keeper.kill()

@@ -84,7 +84,7 @@ class DynoFleet:
     def _dispatch(self) -> None:
         client = connect(self.runtime.load_url, check=False, name=self.runtime.client_name(LOAD_CLIENT))
         runtime, request = self.runtime, self.environment.events.request
-        if not (self.config.tasks_per_second or runtime.pacer.rate):
+        if not self._rate():
             log.error("dyno workers need --tasks-per-second or --rate: no task is sent")
             return
         credit, last, turn = 0.0, time.monotonic(), 0
@@ -92,7 +92,7 @@ class DynoFleet:
             gevent.sleep(TICK)
             now = time.monotonic()
             # the rate share is read each tick: the master re-splits --rate when Locust workers join or leave
-            credit += (now - last) * (self.config.tasks_per_second or runtime.pacer.rate)
+            credit += (now - last) * self._rate()
             last = now
             due = int(credit)
             if due <= 0 or not self.workers:
@@ -124,12 +124,17 @@ class DynoFleet:
                 else:
                     runtime.recorder.maybe_enqueued(seq)
 
+    def _rate(self) -> float:
+        """The capacity search sets the rate step by step, through the pacer: --tasks-per-second gives way."""
+        config = self.config
+        return self.runtime.pacer.rate if config.find_capacity else config.tasks_per_second or self.runtime.pacer.rate
+
     def _note_backlog(self, worker: WorkerState) -> None:
         worker.max_backlog = max(worker.max_backlog, worker.backlog)
         if worker.backlog >= self.config.backlog_limit and not worker.reached_limit:
             worker.reached_limit = True
             log.error("dyno worker %d reached the backlog limit (%d)", worker.index, self.config.backlog_limit)
-            if self._stopping:
+            if self._stopping or self.config.find_capacity:  # the search measures the backlog's growth itself
                 return
             self._stopping = True
             runner = self.environment.runner

@@ -27,7 +27,8 @@ def _optional(convert):
 # What the web UI's start form may change for each test it starts; the other options set up the run's servers and
 # processes once, when Locust starts. Each is converted and bounded by its declaration's type.
 PER_TEST = ("rate", "payload_kb", "grace", "max_duplicated", "max_lost", "max_error_ratio", "min_rate",
-            "latency_limit", "warmup", "report", "connection_limit")
+            "latency_limit", "warmup", "report", "connection_limit", "find_capacity", "step_seconds",
+            "capacity_precision", "capacity_max_rate", "capacity_latency_ms")
 FIXED_NOTE = " [fixed at startup]"
 SECRET_OPTIONS = ("redis_url", "ledger_url")  # URLs that may carry a password: the web UI shows them redacted
 
@@ -50,7 +51,7 @@ def apply_start_form(config: "RunConfig", options) -> list[str]:
     types = declared_types()
     for name in PER_TEST:
         value = getattr(options, name, getattr(config, name))
-        convert = types.get(name) or str
+        convert = types.get(name) or (_flag if isinstance(getattr(config, name), bool) else str)
         try:
             value = convert(value) if value is not None else None
         except (ValueError, argparse.ArgumentTypeError) as e:
@@ -68,6 +69,10 @@ def apply_start_form(config: "RunConfig", options) -> list[str]:
             setattr(config, name, value)
         raise
     return sorted(changed)
+
+
+def _flag(value) -> bool:
+    return value is True or str(value).lower() in ("true", "on", "1", "yes")
 
 
 class _TypeRecorder:
@@ -168,6 +173,24 @@ def _declare(parser) -> None:
     limits.add_argument("--backlog-limit", env_var="QS_BACKLOG_LIMIT", type=bounded(int), default=100,
                         help="dyno workers: jobs received and not completed at which a worker fails the run "
                              "(default: 100)")
+    capacity = parser.add_argument_group("queuestorm capacity search", "--find-capacity: where the queue breaks")
+    capacity.add_argument("--find-capacity", env_var="QS_FIND_CAPACITY", action="store_true", default=False,
+                          help="search the highest rate the queue sustains instead of a fixed load: steps from "
+                               "--rate (default 100/s) doubling until one fails, then bisection")
+    capacity.add_argument("--step-seconds", env_var="QS_STEP_SECONDS", type=bounded(low=1, high=3600), default=10.0,
+                          help="seconds each step of the capacity search holds its rate, its first 30 percent "
+                               "not measured (default: 10)")
+    capacity.add_argument("--capacity-precision", env_var="QS_CAPACITY_PRECISION", type=bounded(low=0.001, high=1),
+                          default=0.05,
+                          help="the search stops when the last good and first failing rates are this close "
+                               "(default: 0.05)")
+    capacity.add_argument("--capacity-max-rate", env_var="QS_CAPACITY_MAX_RATE", type=bounded(), default=0.0,
+                          help="the highest rate the search tries, jobs/s (default: no limit)")
+    capacity.add_argument("--capacity-latency-ms", env_var="QS_CAPACITY_LATENCY_MS", type=bounded(low=0.1),
+                          default=1000.0,
+                          help="a step fails when its end-to-end p99 is over this (default: 1000); its enqueue "
+                               "p99 limit is --latency-limit's enqueue:p99, else 250, its error ratio "
+                               "--max-error-ratio, else 0.01")
     generator_options.add_arguments(parser)
     stats_line.add_arguments(parser)
     plot.add_arguments(parser)
@@ -205,6 +228,11 @@ class RunConfig:
     max_flats: int = 100
     tasks_per_second: float = 0.0
     connection_limit: int = 0
+    find_capacity: bool = False
+    step_seconds: float = 10.0
+    capacity_precision: float = 0.05
+    capacity_max_rate: float = 0.0
+    capacity_latency_ms: float = 1000.0
     load_url: str = ""  # set by the run, not an option: the latency proxy's URL when there is one
 
     @classmethod

@@ -7,6 +7,7 @@ and counted, so a generator that runs out of breath is never mistaken for a serv
 import time
 
 import gevent
+import gevent.event
 
 MAX_LATENESS = 0.1
 
@@ -17,22 +18,24 @@ class Pacer:
         self.interval = 1.0 / rate if rate > 0 else 0.0
         self.dropped = 0
         self._next = time.monotonic()
+        self._changed = gevent.event.Event()
 
     def set_rate(self, rate: float) -> None:
         self.rate = rate
         self.interval = 1.0 / rate if rate > 0 else 0.0
         self._next = time.monotonic()
+        self._changed.set()  # users sleeping towards a slot of the old rate take one of the new rate
+        self._changed = gevent.event.Event()
 
     def wait(self) -> None:
-        if not self.interval:
-            return
-        now = time.monotonic()
-        slot = self._next
-        lag = now - slot
-        if lag > MAX_LATENESS:
-            skipped = int((lag - MAX_LATENESS) / self.interval)
-            self.dropped += skipped
-            slot += skipped * self.interval
-        self._next = slot + self.interval
-        if slot > now:
-            gevent.sleep(slot - now)
+        while self.interval:
+            now = time.monotonic()
+            slot = self._next
+            lag = now - slot
+            if lag > MAX_LATENESS:
+                skipped = int((lag - MAX_LATENESS) / self.interval)
+                self.dropped += skipped
+                slot += skipped * self.interval
+            self._next = slot + self.interval
+            if slot <= now or not self._changed.wait(slot - now):
+                return

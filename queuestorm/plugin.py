@@ -112,6 +112,17 @@ class _State:
         if self.producing.is_set():
             self.runtime.pacer.set_rate(self.rate_share)
 
+    def set_rate(self, rate: float) -> None:
+        """The run's target over every process changed (the capacity search): this process's pacer, or the
+        workers' shares."""
+        board = self.session.board
+        if board is not None:
+            board.set_rate(rate)
+            return
+        self.rate_share = rate
+        if self.runtime is not None:
+            self.runtime.pacer.set_rate(rate)
+
     def start_producing(self) -> None:
         if self.runtime is None or not self.runtime.config.run_id:
             self.start_wanted = True

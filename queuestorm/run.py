@@ -17,6 +17,7 @@ import gevent
 import redis
 
 from . import drain_reports, stats_line, verdict as verdicts
+from .capacity_driver import CapacityDriver
 from .check import check_run
 from .cleanup import delete_run
 from .connection import NO_INFO, connect, describe_redis_error, redact, server_description
@@ -33,7 +34,7 @@ from .plot import check as check_plot
 from .preflight import ready_for, require_permissions
 from .protocols import make_protocol, require_server_version
 from .proxy import ProxyProcess
-from .report import render, write_json
+from .report import grid, render, write_json
 from .scenario import load_faults
 from .settings import new_run_id
 from .settle import Settled, wait_for_drain
@@ -194,6 +195,7 @@ class Run:
         self.connections: ConnectionSampler | None = None
         self.timeline: Timeline | None = None
         self.stats_line: stats_line.StatsLine | None = None
+        self.capacity: CapacityDriver | None = None
         self.sampler = VitalsSampler(session.role, ping_url=config.load_url or config.redis_url)
         self.verdict = None
         self.exit_code: int | None = None
@@ -262,6 +264,9 @@ class Run:
         self.wait_for_fleet()
         self.phase = "load"
         self.load_started = time.monotonic()
+        if c.find_capacity:
+            self.capacity = CapacityDriver(self, self.environment.queuestorm.set_rate, self._stop_test)
+            c.rate = self.capacity.first_rate
         self.sampler.start()
         if self.session.board is not None:
             self.session.board.config = c
@@ -281,6 +286,14 @@ class Run:
         if getattr(options, "headless", False) and not getattr(options, "only_summary", False):
             self._greenlets.append(gevent.spawn(self._print_progress))
         self._start_faults()
+        if self.capacity is not None:
+            self.capacity.start()
+
+    def _stop_test(self) -> None:
+        """The capacity search has its answer: the test ends as at the end of --run-time."""
+        runner = self.environment.runner
+        headless = getattr(self.environment.parsed_options, "headless", False)
+        gevent.spawn(runner.quit if headless else runner.stop)
 
     def _start_faults(self) -> None:
         if not self.session.fault_specs:
@@ -303,6 +316,8 @@ class Run:
 
     def stop_load(self) -> None:
         """The users stopped (or are stopping): faults first, so producers flush to a server back to normal."""
+        if self.capacity is not None:
+            self.capacity.stop()
         if self.faults is not None:
             self.faults.stop()
         if self.session.board is not None:
@@ -384,7 +399,7 @@ class Run:
                       target=lookup, protocol=self.protocol)
         seconds = (self.load_stopped - self.load_started) if self.load_started and self.load_stopped else 0
         v.extra.update({
-            "target_rate": c.rate or "unlimited",
+            "target_rate": "capacity search" if self.capacity is not None else c.rate or "unlimited",
             "achieved_rate": round((v.enqueued + v.maybe_enqueued) / seconds, 1) if seconds else 0,
             "dropped": v.dropped,
             "depth_at_check": settled.depth,
@@ -399,10 +414,13 @@ class Run:
             v.extra.update(self.connections.stop())
         v.extra.update(self.fleet_sections())
         breaches = run_breaches(c, self.environment.stats, v.extra["achieved_rate"])
+        if self.capacity is not None:  # the thresholds judged each step; failing steps are the search's means
+            v.extra["capacity"] = self.capacity.result()
+            breaches = []
         dyno_rows = self.environment.queuestorm.dyno_rows
         if dyno_rows:
             dyno = v.extra["dyno"] = dyno_summary(c, dyno_rows, seconds, v)
-            if dyno["reached_backlog_limit"]:
+            if dyno["reached_backlog_limit"] and self.capacity is None:
                 breaches.append(f"{dyno['reached_backlog_limit']} reached backlog limit")
         return verdicts.judge(v, settled=settled, grace=c.grace, breaches=breaches)
 
@@ -419,6 +437,8 @@ class Run:
         text = render(v, self.session.server_note)
         if v.extra.get("dyno"):
             text = render_dyno(v.extra["dyno"], passed=v.passed) + "\n" + text
+        if self.capacity is not None:
+            text = self.capacity.render(grid) + "\n" + text
         self.session.say(text)
 
     def verdict_line(self) -> str:

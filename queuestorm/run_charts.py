@@ -3,7 +3,7 @@
 import logging
 import sys
 
-from . import html_report, plot
+from . import capacity_plot, html_report, plot
 from .errors import UsageError
 from .webui import snapshot
 
@@ -29,5 +29,8 @@ def write(environment) -> None:
         try:
             plot.draw(doc, path)
             log.info("plot written to %s", path)
+            if doc.get("capacity"):
+                capacity_plot.draw(doc["capacity"], capacity_plot.path_beside(path))
+                log.info("capacity plot written to %s", capacity_plot.path_beside(path))
         except UsageError as e:
             print(f"queuestorm: error: {e}", file=sys.stderr)

@@ -153,6 +153,7 @@ class VitalsSampler:
             "rss_growth_mb": _round(self.rss.last - self.rss.first) if self.rss.count else None,
             "cpu_pct_mean": _round(self.cpu.mean),
             "cpu_pct_max": _round(self.cpu.max),
+            "cpu_pct_last": _round(self.cpu.last),
             "lag_ms_mean": _round(self.lag.mean, 2),
             "lag_ms_max": _round(self.lag.max, 2),
             "ping_ms_mean": _round(self.ping.mean, 2),

@@ -72,6 +72,7 @@ def snapshot(environment) -> dict:
                "processes": [], "verdict": None}
     else:
         doc = timeline.snapshot(state=state)
+    doc["capacity"] = run.capacity.result() if run is not None and run.capacity is not None else None
     doc["history"] = [{"run_id": r.run_id, "verdict": r.timeline.verdict} for r in session.runs
                       if r is not run and r.timeline is not None and r.timeline.verdict is not None]
     return doc

@@ -1,7 +1,7 @@
 /* qscharts: a tiny dependency-free line chart on <canvas>, shipped with queuestorm so the charts work offline.
    QSCharts.line(canvas, {title, unit, series: [{name, color, points: [[x, y|null], ...]}],
-                          markers: [{x, x2, label}]})
-   draws the series over a shared x axis (seconds), null values leave gaps, markers are shaded spans or lines.
+                          markers: [{x, x2, label}], xunit})
+   draws the series over a shared x axis (seconds, or `xunit`), null values leave gaps, markers are shaded spans or lines.
    After drawing, canvas.dataset.points holds the number of non-null points drawn. */
 (function (global) {
   "use strict";
@@ -79,7 +79,7 @@
     ctx.textAlign = "center";
     var xStep = niceStep(x1 - x0, 6);
     for (var xv = Math.ceil(x0 / xStep) * xStep; xv <= x1; xv += xStep) {
-      ctx.fillText(fmt(xv) + "s", X(xv), PAD.top + plotH + 16);
+      ctx.fillText(fmt(xv) + (spec.xunit === undefined ? "s" : spec.xunit), X(xv), PAD.top + plotH + 16);
     }
 
     markers.forEach(function (m) {

@@ -32,7 +32,31 @@
       '<div class="qs-grid">' + CHARTS.map(function (c) {
         return '<canvas class="qs-chart" id="' + c.id + '"></canvas>';
       }).join("") + '</div>' +
+      '<div id="qs-capacity" hidden><h3 id="qs-capacity-result"></h3><div class="qs-grid">' +
+      '<canvas class="qs-chart" id="qs-capacity-latency"></canvas>' +
+      '<canvas class="qs-chart" id="qs-capacity-backlog"></canvas></div></div>' +
       '<h3>Processes</h3><table class="qs-table" id="qs-processes"></table>';
+  }
+
+  /* --find-capacity: each step's latency and backlog growth against its target rate */
+  function renderCapacity(capacity, root, dark) {
+    var box = root.querySelector("#qs-capacity");
+    box.hidden = !capacity;
+    if (!capacity) return;
+    var steps = (capacity.steps || []).slice().sort(function (a, b) { return a.target - b.target; });
+    function series(name, key, color) {
+      return {name: name, color: color, points: steps.map(function (s) { return [s.target, s[key]]; })};
+    }
+    root.querySelector("#qs-capacity-result").textContent = "Capacity search: sustainable " +
+      (capacity.sustainable_rate === null ? "-" : capacity.sustainable_rate + " jobs/s") + " · first failing " +
+      (capacity.first_failing_rate === null ? "-" : capacity.first_failing_rate + " jobs/s") + " · " +
+      capacity.limiting_factor;
+    QSCharts.line(root.querySelector("#qs-capacity-latency"), {
+      title: "Latency per step vs target rate", unit: "ms", xunit: "/s", dark: dark,
+      series: [series("e2e p99", "e2e_p99_ms", "#d62728"), series("enqueue p99", "enqueue_p99_ms", "#ff7f0e")]});
+    QSCharts.line(root.querySelector("#qs-capacity-backlog"), {
+      title: "Backlog growth per step vs target rate", unit: "jobs/s", xunit: "/s", dark: dark,
+      series: [series("backlog slope", "backlog_slope", "#1f77b4"), series("achieved", "achieved", "#2ca02c")]});
   }
 
   function pair(a, b) { return a === null || a === undefined ? "-" : a + " / " + b; }
@@ -53,6 +77,7 @@
         })
       });
     });
+    renderCapacity(doc.capacity, root, dark);
     var rows = [["process", "host", "pid", "memory MB last / max", "CPU % mean / max", "loop lag ms mean / max",
                  "ping ms", "backlog", "completed", "rate/s"]];
     var latest = doc.latest || {};
