@@ -24,6 +24,7 @@ from .errors import UsageError
 from .jobs import decode
 from .keys import RunKeys
 from .latency import percentiles
+from .protocols.base import list_pages, matching_keys
 from .verdict import judge
 
 if TYPE_CHECKING:
@@ -232,13 +233,21 @@ def _classify_open(jobs: OpenJobs, v: Verdict, id_limit: int) -> None:
                 ids += [f"{jobs.pid}-{first_seq + s}" for s in _offsets(bits, nbits, room)]
 
 
+def _waiting_bodies(target: redis.Redis, keys: RunKeys, protocol: "Protocol"):
+    """Every place a job of the run may wait: the protocol's structures, and the dyno workers' task lists (seed 003's
+    harness sends its tasks to a list per worker under the run's prefix)."""
+    yield from protocol.unfinished_bodies(target)
+    for key in matching_keys(target, keys.dyno_tasks_pattern):
+        yield from list_pages(target, key)
+
+
 def _look_up_unfinished(ledger: redis.Redis, keys: RunKeys, target: redis.Redis, protocol: "Protocol",
                         open_jobs: list[OpenJobs], v: Verdict) -> None:
     by_pid = {jobs.pid: jobs for jobs in open_jobs}
     reports: dict = {}
     missing = sum(jobs.missing() for jobs in open_jobs)
     for pass_no in range(MAX_PASSES):
-        _mark_queued(protocol.unfinished_bodies(target), keys.run_id, by_pid)
+        _mark_queued(_waiting_bodies(target, keys, protocol), keys.run_id, by_pid)
         reports = _live_reports_after(ledger, keys.run_id, reports)
         _mark_held(reports.values(), by_pid)
         for jobs in open_jobs:

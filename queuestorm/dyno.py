@@ -74,7 +74,7 @@ class DynoFleet:
 
     def add_worker(self) -> WorkerState:
         index = len(self.workers)
-        base = f"{self.keys.base}dyno:{self.runtime.recorder.producer_id}:{index}"
+        base = self.keys.dyno_worker(self.runtime.recorder.producer_id, index)
         worker = WorkerState(index, base + ":tasks", base + ":flats")
         self.workers.append(worker)
         if self._dispatcher is None:

@@ -41,6 +41,14 @@ class RunKeys:
     def duplicates(self, producer_id: int) -> str:
         return f"{self.base}p:{producer_id}:dup"
 
+    def dyno_worker(self, producer_id: int, index: int) -> str:
+        """The prefix of one dyno worker's keys (seed 003's harness): `<prefix>:tasks`, `<prefix>:flats`."""
+        return f"{self.base}dyno:{producer_id}:{index}"
+
+    @property
+    def dyno_tasks_pattern(self) -> str:
+        return f"{self.base}dyno:*:tasks"
+
     def drain(self, consumer_id: str) -> str:
         return f"{self.base}drain:{consumer_id}"
 

@@ -288,3 +288,20 @@ def test_check_cli_with_an_unreachable_redis_under_test_says_so_in_one_line(r, r
                         "--redis-url", f"redis://127.0.0.1:{free_port()}/0")
     assert result.returncode == 2 and result.stdout == ""
     assert result.stderr.count("\n") == 1 and "cannot reach Redis under test" in result.stderr
+
+
+def test_tasks_waiting_on_a_dyno_worker_s_list_are_unfinished(r, queue, run_id):
+    """Seed 003's harness sends each task to its dyno worker's own list under the run's prefix: a task still there
+    at check time (the run stopped before the workers took it) is unfinished, one deleted from it is lost."""
+    from helpers import start_run
+
+    producer, encoder = start_run(r, run_id, "list", queue)
+    tasks = RunKeys(run_id).dyno_worker(producer.producer_id, 0) + ":tasks"
+    for _ in range(6):
+        seq = producer.next_seq()
+        r.lpush(tasks, encoder.encode(seq))
+        producer.enqueued(seq)
+    producer.close()
+    r.rpop(tasks)  # the oldest, seq 0, gone by hand
+    v = check_run(r, run_id, target=r, protocol=make_protocol("list", queue))
+    assert (v.unfinished, v.lost, v.lost_ids) == (5, 1, ["1-0"])

@@ -132,7 +132,7 @@ def test_stats_endpoint_serves_the_run_live_and_its_verdict_at_the_end(tmp_path,
         assert live["state"] in ("spawning", "running")
         tab = get_json(base + "/stats/requests")["extended_stats"]
         assert tab[0]["key"] == "queue" and tab[0]["data"][0]["process"] == "queue (list)"
-        assert {"locust", "inline-0"} <= {row["process"] for row in tab[0]["data"]}
+        assert {"locust", f"inline-{proc.pid}-0"} <= {row["process"] for row in tab[0]["data"]}
         with urllib.request.urlopen(base + "/queuestorm/", timeout=5) as page:
             assert b"qscharts.js" in page.read()
         with urllib.request.urlopen(base + "/queuestorm/static/qscharts.js", timeout=5) as script:
@@ -153,7 +153,7 @@ def test_stats_endpoint_serves_the_run_live_and_its_verdict_at_the_end(tmp_path,
     rates = [p["enqueue_rate"] for p in final["points"][1:] if p["t"] <= 3]  # while the 4 s load ran
     assert rates and all(50 <= rate <= 150 for rate in rates), rates  # --rate 100
     names = {p["name"] for p in final["processes"]}
-    assert {"locust", "inline-0"} <= names
+    assert {"locust", f"inline-{proc.pid}-0"} <= names
 
 
 def test_start_form_shows_every_option_and_its_per_test_values_take_effect(tmp_path, redis_url, queue):

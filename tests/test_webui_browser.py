@@ -57,7 +57,7 @@ def test_queue_tab_draws_the_run_live(tmp_path, redis_url, queue):
         assert len(charts) == 4
         wait.until(lambda d: all(drawn(c) >= 3 for c in d.find_elements(By.CSS_SELECTOR, "canvas.qs-chart")[:2]))
         rows = driver.find_element(By.ID, "qs-processes").text
-        assert "inline-0" in rows and "locust" in rows
+        assert f"inline-{proc.pid}-0" in rows and "locust" in rows
         driver.switch_to.default_content()
         assert "queue (list)" in table_text or "Process" in table_text
         if SCREENSHOT:

@@ -30,7 +30,7 @@ def test_master_serves_the_fleets_figures(tmp_path, redis_url, queue, run_id):
                         lambda d: {"worker-0", "worker-1"} <= {p.get("name") for p in d["processes"]}
                         and d["latest"]["enqueued"] > 0, timeout=60)
         assert live["run_id"] == run_id
-        assert {"master", "inline-0"} <= {p.get("name") for p in live["processes"]}
+        assert {"master", f"inline-{procs[0].pid}-0"} <= {p.get("name") for p in live["processes"]}
         final = wait_for(lambda: get_json(base + "/queuestorm/stats"), lambda d: d["verdict"] is not None, timeout=60)
     finally:
         for proc in procs:
