@@ -32,7 +32,7 @@
       '<div class="qs-grid">' + CHARTS.map(function (c) {
         return '<canvas class="qs-chart" id="' + c.id + '"></canvas>';
       }).join("") + '</div>' +
-      '<h3>Processes</h3><table class="qs-table" id="qs-processes"></table>';
+      (root.dataset.processes === "off" ? "" : '<h3>Processes</h3><table class="qs-table" id="qs-processes"></table>');
   }
 
   function pair(a, b) { return a === null || a === undefined ? "-" : a + " / " + b; }
@@ -53,6 +53,12 @@
         })
       });
     });
+    var table = root.querySelector("#qs-processes");
+    if (table) table.innerHTML = processRows(doc);
+    renderVerdict(doc, root);
+  }
+
+  function processRows(doc) {
     var rows = [["process", "host", "pid", "memory MB last / max", "CPU % mean / max", "loop lag ms mean / max",
                  "ping ms", "backlog", "completed", "rate/s"]];
     var latest = doc.latest || {};
@@ -61,10 +67,13 @@
       rows.push([p.name || p.role, p.host, p.pid, pair(p.rss_mb_last, p.rss_mb_max), pair(p.cpu_pct_mean, p.cpu_pct_max),
                  pair(p.lag_ms_mean, p.lag_ms_max), p.ping_ms_mean, p.backlog, p.completed, p.rate].map(esc));
     });
-    root.querySelector("#qs-processes").innerHTML = rows.map(function (r, i) {
+    return rows.map(function (r, i) {
       var tag = i ? "td" : "th";
       return "<tr>" + r.map(function (c) { return "<" + tag + ">" + (i ? c : esc(c)) + "</" + tag + ">"; }).join("") + "</tr>";
     }).join("");
+  }
+
+  function renderVerdict(doc, root) {
     var box = root.querySelector("#qs-verdict"), v = doc.verdict;
     if (v) {
       box.hidden = false;
