@@ -6,6 +6,7 @@ import os
 import re
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -125,12 +126,14 @@ class Deployment:
     def __init__(self, tmp_path):
         self.tmp_path = tmp_path
         self.processes: list[subprocess.Popen] = []
+        self.named: dict[str, subprocess.Popen] = {}
 
     def start(self, name: str, argv: list[str], env: dict[str, str]) -> subprocess.Popen:
         clean = {k: v for k, v in os.environ.items() if not k.startswith(("QS_", "LOCUST_")) and k != "REDIS_URL"}
         log = open(self.tmp_path / f"{name}-{len(self.processes)}.log", "w")
         proc = subprocess.Popen(argv, cwd=ROOT, env={**clean, **env}, stdout=log, stderr=subprocess.STDOUT)
         self.processes.append(proc)
+        self.named[name] = proc
         return proc
 
     def stop(self) -> str:
@@ -154,17 +157,33 @@ def wait_for_file(path, processes, timeout=120):
     return path.exists()
 
 
-def test_compose_services_command_lines_run_a_distributed_run_that_passes(compose, tmp_path, redis_url, queue):
+def wait_until_every_worker_enqueues(r, run_id: str, workers: int, processes, timeout=120) -> bool:
+    """Each worker's producer registered in the ledger and enqueuing: on a loaded machine a worker may take seconds
+    to get the master's configuration, so a test ends the run once this is seen, not after a fixed run-time."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and all(proc.poll() is None for proc in processes):
+        count = int(r.get(f"queuestorm:{{{run_id}}}:producers") or 0)
+        issued = [int(r.hget(f"queuestorm:{{{run_id}}}:p:{n}", "issued") or 0) for n in range(1, count + 1)]
+        if len(issued) == workers and all(n > 20 for n in issued):
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def test_compose_services_command_lines_run_a_distributed_run_that_passes(compose, tmp_path, r, redis_url, queue,
+                                                                          run_id):
     """Each service's command and environment as docker-compose.yml gives them, run as processes against a real
-    redis-server: the master waits for the 2 workers, starts the scenario on its own, the drain service drains, and
-    the verdict lands where compose mounts ./reports."""
+    redis-server: the master waits for the 2 workers, starts the scenario on its own, the drain service drains;
+    stopped as `docker compose stop` stops it (SIGTERM), the master checks and the verdict lands where compose
+    mounts ./reports."""
     services = compose["services"]
     ports = {"web": free_port(), "master": free_port()}
     report = tmp_path / "verdict.json"
-    user_shell = {"LOCUST_RUN_TIME": "3s", "LOCUST_USERS": "4", "LOCUST_SPAWN_RATE": "4", "QS_RATE": "200"}
+    user_shell = {"LOCUST_USERS": "4", "LOCUST_SPAWN_RATE": "4", "QS_RATE": "200", "QS_RUN_ID": run_id}
+    workers = services["worker"]["deploy"]["replicas"]
     deployment = Deployment(tmp_path)
     try:
-        for name in ("drain", "master", *["worker"] * services["worker"]["deploy"]["replicas"]):
+        for name in ("drain", "master", *["worker"] * workers):
             env = on_this_machine(compose_environment(services[name]), redis_url, queue, ports)
             if name == "master":
                 env.update(user_shell, QS_REPORT=str(report))
@@ -172,6 +191,8 @@ def test_compose_services_command_lines_run_a_distributed_run_that_passes(compos
             argv = services[name]["command"]
             deployment.start(name, worker_command(argv, ports["master"]) if name == "worker" else
                              as_local_command(argv), env)
+        assert wait_until_every_worker_enqueues(r, run_id, workers, deployment.processes), deployment.stop()
+        deployment.named["master"].send_signal(signal.SIGTERM)
         finished = wait_for_file(report, deployment.processes)
     finally:
         output = deployment.stop()
@@ -318,6 +339,13 @@ def start_form_run(base: str, users: int, run_time: str) -> None:
         assert json.load(response)["success"]
 
 
+def stop_form_run(base: str) -> None:
+    import urllib.request
+
+    with urllib.request.urlopen(urllib.request.Request(base + "/stop", method="POST"), timeout=10) as response:
+        assert json.load(response)["success"]
+
+
 def get_json(url: str):
     import urllib.request
 
@@ -338,8 +366,8 @@ def wait_for_json(url: str, until, processes, timeout=120):
     return None
 
 
-def test_kubernetes_pods_command_lines_run_the_configmaps_scenario_that_passes(manifests, tmp_path, redis_url,
-                                                                                queue):
+def test_kubernetes_pods_command_lines_run_the_configmaps_scenario_that_passes(manifests, tmp_path, r, redis_url,
+                                                                                queue, run_id):
     """The master, worker and drain containers' args with the ConfigMap's environment (its scenario.yaml as the pods
     mount it), run as processes against a real redis-server; a test started from the web UI, as a user does after
     `kubectl port-forward`, ends with a passing verdict."""
@@ -354,14 +382,16 @@ def test_kubernetes_pods_command_lines_run_the_configmaps_scenario_that_passes(m
     deployment = Deployment(tmp_path)
     base = f"http://127.0.0.1:{ports['web']}"
     try:
-        deployment.start("master", as_local_command(args["master"]), env)
+        deployment.start("master", as_local_command(args["master"]), {**env, "QS_RUN_ID": run_id})
         for _ in range(2):
             deployment.start("worker", worker_command(args["worker"], ports["master"]), env)
         deployment.start("drain", as_local_command(args["drain"]), env)
         two_workers = wait_for_json(base + "/stats/requests", lambda d: d.get("workers") and len(d["workers"]) == 2,
                                     deployment.processes)
         assert two_workers, deployment.stop()
-        start_form_run(base, users=4, run_time="3s")
+        start_form_run(base, users=4, run_time="120s")
+        assert wait_until_every_worker_enqueues(r, run_id, 2, deployment.processes), deployment.stop()
+        stop_form_run(base)
         final = wait_for_json(base + "/queuestorm/stats", lambda d: d["verdict"] is not None, deployment.processes)
     finally:
         output = deployment.stop()
