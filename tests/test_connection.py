@@ -1,7 +1,7 @@
 import socket
-import threading
 import time
 
+import gevent
 import pytest
 import redis
 
@@ -66,7 +66,7 @@ def test_blocking_fetch_on_a_dead_network_times_out_instead_of_hanging():
     listener.bind(("127.0.0.1", 0))
     listener.listen(8)
     held = []
-    threading.Thread(target=lambda: held.append(listener.accept()), daemon=True).start()
+    gevent.spawn(lambda: held.append(listener.accept()))
     block = 0.5
     client = connect(f"redis://127.0.0.1:{listener.getsockname()[1]}/0", block_seconds=block, check=False,
                      single=False)

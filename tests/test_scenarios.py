@@ -40,6 +40,51 @@ def test_scenario_values_are_defaults_that_env_and_command_line_override(tmp_pat
     assert options.protocol == "list" and options.rate == 50.0
 
 
+SHORT_SCENARIO = "options:\n  protocol: reliable\n  rate: 50\n"
+
+
+@pytest.mark.parametrize("file_name, text", [
+    ("locust.conf", "scenario = {path}\n"),
+    ("pyproject.toml", "[tool.locust]\nscenario = \"{path}\"\n"),
+])
+def test_a_scenario_named_in_a_default_locust_config_file_applies(tmp_path, monkeypatch, file_name, text):
+    scenario = tmp_path / "s.yaml"
+    scenario.write_text(SHORT_SCENARIO)
+    (tmp_path / file_name).write_text(text.format(path=scenario))
+    monkeypatch.chdir(tmp_path)
+    options = parse(monkeypatch, [])
+    assert (options.scenario, options.protocol, options.rate) == (str(scenario), "reliable", 50.0)
+
+
+def test_a_config_file_scenario_follows_locusts_precedence(tmp_path, monkeypatch):
+    """--config beats locust.conf; the command line and QS_SCENARIO beat both; a value in the config file itself
+    beats the scenario's, as every option given outside the scenario does."""
+    named, default, other = (tmp_path / f"{name}.yaml" for name in ("named", "default", "other"))
+    named.write_text(SHORT_SCENARIO)
+    default.write_text("options:\n  protocol: stream\n")
+    other.write_text("options:\n  protocol: list\n")
+    (tmp_path / "locust.conf").write_text(f"scenario = {default}\n")
+    (tmp_path / "run.conf").write_text(f"scenario = {named}\nrate = 9\n")
+    monkeypatch.chdir(tmp_path)
+    options = parse(monkeypatch, ["--config", "run.conf"])
+    assert (options.protocol, options.rate) == ("reliable", 9.0)
+    assert parse(monkeypatch, ["--config=run.conf", "--scenario", str(other)]).protocol == "list"
+    assert parse(monkeypatch, ["--config", "run.conf"], env={"QS_SCENARIO": str(other)}).protocol == "list"
+
+
+def test_a_run_takes_its_scenario_from_the_config_file(tmp_path, redis_url, queue):
+    scenario = tmp_path / "s.yaml"
+    scenario.write_text("options:\n  protocol: reliable\n  users: 2\n  spawn-rate: 2\n  run-time: 2s\n"
+                        "  rate: 50\nthresholds:\n  max_lost: 0\n")
+    config = tmp_path / "run.conf"
+    report = tmp_path / "verdict.json"
+    config.write_text(f"scenario = {scenario}\nqueue = {queue}\nreport = {report}\n")
+    result = locust("--config", str(config), env={"REDIS_URL": redis_url}, timeout=90)
+    assert result.returncode == 0, result.stderr[-3000:]
+    verdict = read(report)
+    assert verdict["protocol"] == "reliable" and verdict["verdict"] == "pass" and verdict["enqueued"] > 0
+
+
 @pytest.mark.parametrize("text, message", [
     ("options:\n  users: 2\n  spawn-rat: 3\n", "s.yaml:3: options.spawn-rat: unknown option"),
     ("options:\n  users: many\n", "s.yaml:2: options.users: invalid value 'many'"),

@@ -8,7 +8,7 @@ import sys
 from helpers import ROOT, run_cli
 from nodejs import needs_node
 
-SCENARIO = f"{ROOT}/scenarios/bee-queue-189.yaml"
+SCENARIO = f"{ROOT}/scenarios/node/bee-queue-189.yaml"
 
 
 @needs_node

@@ -35,7 +35,7 @@
       '<div id="qs-capacity" hidden><h3 id="qs-capacity-result"></h3><div class="qs-grid">' +
       '<canvas class="qs-chart" id="qs-capacity-latency"></canvas>' +
       '<canvas class="qs-chart" id="qs-capacity-backlog"></canvas></div></div>' +
-      '<h3>Processes</h3><table class="qs-table" id="qs-processes"></table>';
+      (root.dataset.processes === "off" ? "" : '<h3>Processes</h3><table class="qs-table" id="qs-processes"></table>');
   }
 
   /* --find-capacity: each step's latency and backlog growth against its target rate */
@@ -78,6 +78,12 @@
       });
     });
     renderCapacity(doc.capacity, root, dark);
+    var table = root.querySelector("#qs-processes");
+    if (table) table.innerHTML = processRows(doc);
+    renderVerdict(doc, root);
+  }
+
+  function processRows(doc) {
     var rows = [["process", "host", "pid", "memory MB last / max", "CPU % mean / max", "loop lag ms mean / max",
                  "ping ms", "backlog", "completed", "rate/s"]];
     var latest = doc.latest || {};
@@ -86,10 +92,13 @@
       rows.push([p.name || p.role, p.host, p.pid, pair(p.rss_mb_last, p.rss_mb_max), pair(p.cpu_pct_mean, p.cpu_pct_max),
                  pair(p.lag_ms_mean, p.lag_ms_max), p.ping_ms_mean, p.backlog, p.completed, p.rate].map(esc));
     });
-    root.querySelector("#qs-processes").innerHTML = rows.map(function (r, i) {
+    return rows.map(function (r, i) {
       var tag = i ? "td" : "th";
       return "<tr>" + r.map(function (c) { return "<" + tag + ">" + (i ? c : esc(c)) + "</" + tag + ">"; }).join("") + "</tr>";
     }).join("");
+  }
+
+  function renderVerdict(doc, root) {
     var box = root.querySelector("#qs-verdict"), v = doc.verdict;
     if (v) {
       box.hidden = false;
@@ -98,7 +107,8 @@
       box.innerHTML = "<b>verdict: " + esc(String(v.verdict).toUpperCase()) + "</b>" +
         (v.reasons && v.reasons.length ? " — " + esc(v.reasons.join("; ")) : "") +
         "<br>enqueued " + esc(v.enqueued) + " · maybe enqueued " + esc(v.maybe_enqueued) + " · completed " +
-        esc(v.completed) + " · <b>lost " + esc(v.lost) + "</b> · <b>duplicated " + esc(v.duplicated) + "</b>" +
+        esc(v.completed) + " · <b>lost " + esc(v.lost) + "</b> · unfinished " + esc(v.unfinished) +
+        " · <b>duplicated " + esc(v.duplicated) + "</b>" +
         " · unexpected " + esc(v.unexpected) + " · recovered " + esc(v.recovered) +
         "<br>e2e p50 / p95 / p99 ms: " + esc(e2e.p50) + " / " + esc(e2e.p95) + " / " + esc(e2e.p99) +
         (v.lost_ids && v.lost_ids.length ? "<br>lost ids: " + esc(v.lost_ids.join(", ")) : "") +

@@ -21,7 +21,9 @@
     var page = "./queuestorm/" + (theme === "dark" ? "?theme=dark" : "");
     box.innerHTML = '<a href="' + page + '" target="_blank" style="display:block;margin:8px 0;color:inherit">' +
       'Queue charts in their own page &#8599;</a>' +
-      '<iframe src="' + page + '" title="queue charts" style="width:100%;height:880px;border:0"></iframe>';
+      // in=tab: the tab's own table below already lists the processes, so the charts page leaves its copy out
+      '<iframe src="' + page + (page.indexOf("?") < 0 ? "?" : "&") + 'in=tab" title="queue charts" ' +
+      'style="width:100%;height:880px;border:0"></iframe>';
     table.parentNode.insertBefore(box, table);
   }, 500);
 })();
