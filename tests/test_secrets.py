@@ -126,6 +126,20 @@ def test_the_web_ui_page_never_carries_the_password(protected, queue):
     assert PASSWORD not in output
 
 
+def process_tree_args(root: int) -> str:
+    """`ps` of one process and its descendants (other tests run beside this one, some with URLs in their argv)."""
+    rows = [line.split(None, 2) for line in
+            subprocess.run(["ps", "-eww", "-o", "pid=,ppid=,args="], capture_output=True, text=True).stdout.splitlines()]
+    tree, grew = {root}, True
+    while grew:
+        grew = False
+        for row in rows:
+            if len(row) == 3 and int(row[1]) in tree and int(row[0]) not in tree:
+                tree.add(int(row[0]))
+                grew = True
+    return "\n".join(row[2] for row in rows if len(row) == 3 and int(row[0]) in tree)
+
+
 def test_a_whole_run_and_its_check_never_show_the_password(protected, tmp_path, queue):
     """Locust with an inline drain, --report, --html and --csv against a password-protected server, then `queuestorm
     check` with the password as a query parameter: every artefact, every output, the ledger, the client names and
@@ -146,7 +160,7 @@ def test_a_whole_run_and_its_check_never_show_the_password(protected, tmp_path, 
         cwd=ROOT, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     drain_seen = False
     while proc.poll() is None:  # sampled for as long as the run lasts
-        listing = subprocess.run(["ps", "-eww", "-o", "args"], capture_output=True, text=True).stdout
+        listing = process_tree_args(proc.pid)
         ps_seen.append(listing)
         drain_seen = drain_seen or "queuestorm drain" in listing
         client_names |= {c.get("name", "") for c in admin.client_list()}
