@@ -312,6 +312,12 @@ def check_feasible(specs: list[FaultSpec], *, has_drain: bool, managed_server: b
         if ledger_on_target:
             raise UsageError("fault restart-redis would restart the server holding the ledger: give --ledger-url "
                              "another server (or 'embedded' for a second private one)")
+    if "failover" in kinds and ledger_on_target:
+        raise UsageError("fault failover would lose the ledger's own records with the target's: give --ledger-url "
+                         "another server (or 'embedded' for a private one)")
     if kinds & {"client-kill", "pause", "maxclients", "restart-redis"} and not real_redis:
         raise UsageError(f"fault(s) {', '.join(sorted(kinds & {'client-kill', 'pause', 'maxclients'}))} need a real "
                          "redis-server (fakeredis has no CLIENT KILL / PAUSE / CONFIG)")
+
+
+from . import failover  # noqa: E402,F401  (adds its fault to FAULTS; it needs Fault, defined above)

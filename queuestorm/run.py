@@ -24,6 +24,7 @@ from .connections import ConnectionSampler
 from .drain_fleet import DrainFleet
 from .dyno_report import dyno_summary, render_dyno
 from .embedded import EmbeddedRedis
+from .embedded_topology import make_embedded, server_kind
 from .errors import EXIT_CANNOT_RUN, EXIT_FAILED, EXIT_PASS, UsageError
 from .faults import FaultContext, FaultRunner, check_feasible
 from .ledger import Ledger
@@ -89,7 +90,7 @@ class Session:
         check_plot(getattr(options, "plot", "") or "")
         self.fault_specs = load_faults(c.faults) if c.faults else []
         if not c.redis_url:
-            self.embedded = EmbeddedRedis(c.embedded, aof=c.aof)
+            self.embedded = make_embedded(c.embedded, aof=c.aof)
             c.redis_url = self.embedded.start()
             self.server_note = f"figures are those of the embedded server: {self.embedded.description}"
             log.info("no --redis-url / REDIS_URL given: using %s", self.embedded.description)
@@ -97,7 +98,7 @@ class Session:
                 log.warning("workers on other machines cannot reach the embedded Redis on 127.0.0.1: "
                             "give the master a REDIS_URL that every worker can reach")
         if c.ledger_url == "embedded":
-            self.embedded_ledger = EmbeddedRedis(c.embedded)
+            self.embedded_ledger = EmbeddedRedis(server_kind(c.embedded))
             c.ledger_url = self.embedded_ledger.start()
             log.info("ledger on %s", self.embedded_ledger.description)
         self.target = connect(c.redis_url, role="target Redis")
