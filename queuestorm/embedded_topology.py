@@ -143,14 +143,6 @@ class EmbeddedSentinel:
 
     # what the failover fault does ---------------------------------------------------------------------------------
 
-    def primary_port(self) -> int:
-        host, port = wait_until(lambda: self.sentinel_manager_address(), "no sentinel names a primary")
-        return int(port)
-
-    def sentinel_manager_address(self):
-        reply = _admin(self.sentinel_ports[0]).execute_command("SENTINEL", "GET-MASTER-ADDR-BY-NAME", MASTER_NAME)
-        return reply and (reply[0].decode(), int(reply[1]))
-
     def name_of(self, port: int) -> str:
         return next(name for name, p in self.ports.items() if p == port)
 

@@ -53,10 +53,14 @@ class Failover(Fault):
         return f"SIGKILL {self._killed} after {float(self.lag):g}s of unreplicated writes"
 
     def _wait_for_new_primary(self, before):
+        """Until every sentinel names one new primary: one still naming the old one would send clients back to it
+        (once it restarts, empty, it is a primary again until the sentinels demote it)."""
         def promoted():
-            address = self._manager.discover_master(self._service)
-            return address if address != before else None
-        return wait_until(promoted, "no replica was promoted", float(self.timeout), sleep=gevent.sleep)
+            named = {_named_primary(sentinel, self._service) for sentinel in self._manager.sentinels}
+            address = named.pop() if len(named) == 1 else None
+            return address if address and address != tuple(before) else None
+        return wait_until(promoted, "the sentinels did not all name a new primary", float(self.timeout),
+                          sleep=gevent.sleep)
 
     @property
     def lasts(self) -> float:
@@ -66,6 +70,14 @@ class Failover(Fault):
         if self._killed is not None:
             self.context.server.restart(self._killed)
             self._killed = None
+
+
+def _named_primary(sentinel, service: str) -> tuple | None:
+    reply = sentinel.execute_command("SENTINEL", "GET-MASTER-ADDR-BY-NAME", service)
+    if not reply:
+        return None
+    host, port = reply
+    return host.decode() if isinstance(host, bytes) else host, int(port)
 
 
 def _address(address) -> str:

@@ -47,6 +47,8 @@ class LatencyProxy:
         except OSError:
             client.close()
             return
+        for end in (client, upstream):  # as Toxiproxy's (Go's) sockets: Nagle would hold small writes ~40 ms
+            end.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         forward = gevent.spawn(self._pump, client, upstream, "upstream")
         self._pump(upstream, client, "downstream")
         forward.join()

@@ -14,7 +14,7 @@ from typing import NamedTuple
 from urllib.parse import parse_qs, unquote
 
 import redis
-from redis.sentinel import Sentinel, SentinelConnectionPool
+from redis.sentinel import Sentinel, SentinelConnectionPool, SentinelManagedConnection
 
 from .errors import UsageError
 
@@ -125,11 +125,34 @@ def _manager(target: SentinelTarget, options: dict) -> Sentinel:
         return manager
 
 
+class FollowingConnection(SentinelManagedConnection):
+    """A Sentinel-managed connection that asks for the primary's address on every reconnect. redis-py reconnects a
+    dropped connection of a single-connection client through connect_check_health(), which skips the Sentinel
+    lookup and dials the old primary again, for ever."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self._addressed = False  # inside connect_to(), which has just looked the address up
+
+    def connect_to(self, address):
+        self._addressed = True
+        try:
+            super().connect_to(address)
+        finally:
+            self._addressed = False
+
+    def connect_check_health(self, *args, **kwargs):
+        if self._sock is None and not self._addressed and self.connection_pool.is_master:
+            self.host, self.port = self.connection_pool.get_master_address()
+        return super().connect_check_health(*args, **kwargs)
+
+
 def sentinel_client(target: SentinelTarget, options: dict) -> redis.Redis:
     options = dict(options)
     single = options.pop("single_connection_client", False)
     pool = SentinelConnectionPool(target.service, _manager(target, options), is_master=True, db=target.db,
-                                  username=target.username, password=target.password, **options)
+                                  username=target.username, password=target.password,
+                                  connection_class=FollowingConnection, **options)
     return redis.Redis(connection_pool=pool, single_connection_client=single)
 
 

@@ -47,12 +47,14 @@ def test_sentinel_urls_name_the_sentinels_the_master_and_the_db():
         connect("redis+sentinel://:pw@h1:1")
 
 
-def test_a_client_follows_the_primary_across_a_sentinel_failover(topology):
-    client = connect(topology.url)
+@pytest.mark.parametrize("mode", ["sentinel", "kill-primary"])
+def test_a_client_follows_the_primary_across_a_failover(topology, mode):
+    client = connect(topology.url)  # one connection, reconnected by redis-py's own path after the failure
     client.set("k", "before")
     before = primary_address(client)
-    fault = Failover(0, 0, FaultContext(admin=connect(topology.url)), mode="sentinel")
-    assert "SENTINEL FAILOVER" in fault.inject()
+    fault = Failover(0, 0, FaultContext(admin=connect(topology.url), server=topology), mode=mode, lag=0.1)
+    assert ("SENTINEL FAILOVER" if mode == "sentinel" else "SIGKILL primary") in fault.inject()
+    fault.undo()  # the killed primary comes back, empty: the client must not go back to it
     assert primary_address(client) != before
 
     def written_on_new_primary():
@@ -106,3 +108,29 @@ def test_wait_replicas_1_loses_nothing_across_the_same_failover(topology, ledger
                                                         "--wait-replicas", "1", "--wait-timeout-ms", "200")
     assert confirmed and confirmed <= found
     assert doc["lost"] == 0 and doc["maybe_enqueued"] > 0
+
+
+def test_the_failover_fault_of_a_faults_file_against_embedded_sentinel_shows_the_lost_enqueues(tmp_path):
+    """The whole path: --embedded sentinel, the ledger elsewhere, the fault from the file, the drain following the
+    new primary. A drain slower than the load keeps a backlog, so the lag's enqueues are still queued when the
+    primary dies: lost. The lag's pops are lost too: those jobs come back from the new primary, duplicated."""
+    faults = tmp_path / "faults.yaml"
+    faults.write_text("faults:\n  - {kind: failover, mode: kill-primary, at: 2, lag: 0.5, down_for: 1}\n")
+    report = tmp_path / "verdict.json"
+    result = locust("--users", "4", "--spawn-rate", "4", "--run-time", "6s", "--protocol", "list", "--embedded",
+                    "sentinel", "--ledger-url", "embedded", "--faults", str(faults), "--rate", "400",
+                    "--drain-concurrency", "1", "--work-ms", "4", "--grace", "30", "--report", str(report))
+    doc = json.loads(report.read_text())
+    assert result.returncode == 1, result.stderr[-3000:]
+    failover, = doc["faults"]
+    assert "error" not in failover and "SIGKILL primary" in failover["detail"]
+    assert doc["lost"] > 0 and doc["unfinished"] == 0 and doc["unexpected"] == 0
+    assert any(reason.endswith("lost") for reason in doc["reasons"])
+
+
+def test_a_failover_with_the_ledger_on_the_target_is_refused(tmp_path):
+    faults = tmp_path / "faults.yaml"
+    faults.write_text("faults:\n  - {kind: failover, at: 1}\n")
+    result = locust("--run-time", "1s", "--embedded", "sentinel", "--faults", str(faults))
+    assert result.returncode == 2
+    assert "fault failover would lose the ledger's own records" in result.stderr
