@@ -215,7 +215,7 @@ def parse_faults(items, source: str) -> list[FaultSpec]:
                     raise UsageError(f"{where}.{name}: {value!r} is not one of {', '.join(choices)}")
             else:
                 item[name] = _number(value, f"{where}.{name}", cls.bounds[name])
-        if kind in ("pause", "maxclients", "latency") and duration <= 0:
+        if (kind in ("pause", "maxclients", "latency") or getattr(cls, "needs_duration", False)) and duration <= 0:
             raise UsageError(f"{where}.duration: {kind} needs a duration above 0")
         specs.append(FaultSpec(kind, at, duration, item))
     return specs
@@ -320,4 +320,4 @@ def check_feasible(specs: list[FaultSpec], *, has_drain: bool, managed_server: b
                          "redis-server (fakeredis has no CLIENT KILL / PAUSE / CONFIG)")
 
 
-from . import failover  # noqa: E402,F401  (adds its fault to FAULTS; it needs Fault, defined above)
+from . import failover, partitions  # noqa: E402,F401  (add their faults to FAULTS; they need Fault, above)

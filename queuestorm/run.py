@@ -30,6 +30,7 @@ from .faults import FaultContext, FaultRunner, check_feasible
 from .ledger import Ledger
 from .options import RunConfig
 from .output_paths import check_output_paths
+from .partitions import has_partitions, make_proxy
 from .plot import check as check_plot
 from .preflight import ready_for, require_permissions
 from .protocols import make_protocol, require_server_version
@@ -114,8 +115,9 @@ class Session:
                        managed_server=self.embedded is not None and self.embedded.kind == "redis-server",
                        ledger_on_target=c.ledger_url in ("", c.redis_url), real_redis=self.real_redis)
         self.ledger_client = self.target if not c.ledger_url else connect(c.ledger_url, role="ledger Redis")
-        if c.latency_ms or any(spec.kind == "latency" for spec in self.fault_specs):
-            self.proxy = ProxyProcess(c.redis_url, c.latency_ms, c.jitter_ms)
+        if (c.latency_ms or any(spec.kind == "latency" for spec in self.fault_specs)
+                or has_partitions(self.fault_specs)):
+            self.proxy = make_proxy(c.redis_url, c.latency_ms, c.jitter_ms, self.fault_specs)
             c.load_url = self.proxy.url
             log.info("load and drain go through a latency proxy on port %d (%g +/- %g ms each way)",
                      self.proxy.port, c.latency_ms, c.jitter_ms)
@@ -220,7 +222,8 @@ class Run:
         c = self.config
         verbose = logging.getLogger().isEnabledFor(logging.DEBUG)
         log_path = None if verbose else os.path.join(tempfile.gettempdir(), f"queuestorm-drain-{self.run_id}.log")
-        self.fleet = DrainFleet(c.load_url or c.redis_url, c.ledger_url or c.redis_url, c.protocol, c.queue,
+        drain_url = getattr(self.session.proxy, "drain_url", None)  # the drains' own proxy, for partition faults
+        self.fleet = DrainFleet(drain_url or c.load_url or c.redis_url, c.ledger_url or c.redis_url, c.protocol, c.queue,
                                 processes=c.drain_processes, concurrency=c.drain_concurrency, work_ms=c.work_ms,
                                 visibility_timeout=c.visibility_timeout, run_id=self.run_id,
                                 consumer_prefix=f"inline-{os.getpid()}", log_path=log_path)
