@@ -9,6 +9,7 @@ from .option_types import bounded, one_line_errors
 from .keys import valid_run_id
 from .protocols import protocol_class
 from .thresholds import parse_latency_limits
+from .topology import refuse_cluster_runs
 
 DRAIN_MODES = ("inline", "external", "users", "off")
 
@@ -230,6 +231,8 @@ class RunConfig:
 
     def validate(self) -> None:
         protocol_class(self.protocol)
+        for option, url in (("--redis-url", self.redis_url), ("--ledger-url", self.ledger_url)):
+            refuse_cluster_runs(url, option)
         if self.run_id and not valid_run_id(self.run_id):
             raise UsageError(f"--run-id {self.run_id!r} may hold only letters, digits, '.', '_' and '-' (64 at most)")
         if self.drain not in DRAIN_MODES:

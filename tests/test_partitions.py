@@ -121,3 +121,4 @@ def test_the_fault_command_runs_a_partition_through_its_own_proxy(redis_url):
                         timeout=30)
     assert result.returncode == 0, result.stderr
     assert "slicer proxy: point clients at redis://127.0.0.1:" in result.stdout
+
