@@ -34,6 +34,8 @@ FAULTS = {  # name -> (faults list, extra locust args)
     "restart-redis": ([{"kind": "restart-redis", "at": 2, "down_for": 1}], RESTART),
     "restart-redis + AOF": ([{"kind": "restart-redis", "at": 2, "down_for": 1}], RESTART + ["--aof"]),
     "blackhole drain 2s": ([{"kind": "blackhole", "at": 2, "duration": 2, "target": "drain"}], []),
+    "blackhole drain replies 2s": ([{"kind": "blackhole", "at": 2, "duration": 2, "target": "drain",
+                                     "direction": "downstream"}], []),
     "blackhole load 2s": ([{"kind": "blackhole", "at": 2, "duration": 2, "target": "load"}], []),
     "reset-peer all 1s": ([{"kind": "reset-peer", "at": 2, "duration": 1}], []),
     "bandwidth 20 KB/s 2s": ([{"kind": "bandwidth", "at": 2, "duration": 2, "rate_kb": 20}], []),

@@ -17,7 +17,7 @@ from .partitions import DIRECTIONS, PARTITION_KINDS
 from .option_types import bounded, port
 from .proxy import ProxyProcess
 
-MANUAL_KINDS = ("client-kill", "pause", "maxclients", "latency", *PARTITION_KINDS)
+MANUAL_KINDS = ("client-kill", "pause", "maxclients", "latency", "failover", *PARTITION_KINDS)
 PROXY_KINDS = ("latency", *PARTITION_KINDS)
 PARAMETERS = ("mode", "target", "maxclients", "delay_ms", "jitter_ms",  # the YAML fields that are options here
               "direction", "after_bytes", "after_ms", "rate_kb", "size")
@@ -25,13 +25,14 @@ PARAMETERS = ("mode", "target", "maxclients", "delay_ms", "jitter_ms",  # the YA
 
 def add_parser(sub, redis_url_default) -> None:
     p = sub.add_parser("fault", help="inject one fault by hand (client-kill, pause, maxclients, latency, "
-                                     "blackhole, reset-peer, bandwidth, slicer)",
+                                     "failover, blackhole, reset-peer, bandwidth, slicer)",
                        description=__doc__)
     p.add_argument("kind", choices=MANUAL_KINDS)
     p.add_argument("--redis-url", default=redis_url_default, help="the Redis to act on [REDIS_URL]")
     p.add_argument("--duration", type=bounded(), default=0.0,
                    help="seconds the fault lasts before it is undone (pause, maxclients, latency)")
-    p.add_argument("--mode", help="pause: write (default) or all")
+    p.add_argument("--mode", help="pause: write (default) or all; failover: sentinel (SENTINEL FAILOVER, the only "
+                                  "one outside a run)")
     p.add_argument("--target", help="client-kill: load, drain or all (default) — by queuestorm's client names")
     p.add_argument("--run-id", default=settings.env("QS_RUN_ID"),
                    help="client-kill: the run whose connections are killed [QS_RUN_ID]")
@@ -90,7 +91,7 @@ def cmd_fault(a) -> int:
 
 def _wait_until_undone(runner: FaultRunner, duration: float) -> None:
     started = time.monotonic()
-    while not runner.records:
+    while not (runner.records and {"detail", "error"} & runner.records[0].keys()):  # a failover takes seconds
         gevent.sleep(0.01)
     if "error" not in runner.records[0]:
         gevent.sleep(max(0.0, started + duration - time.monotonic()))

@@ -134,3 +134,10 @@ def test_a_failover_with_the_ledger_on_the_target_is_refused(tmp_path):
     result = locust("--run-time", "1s", "--embedded", "sentinel", "--faults", str(faults))
     assert result.returncode == 2
     assert "fault failover would lose the ledger's own records" in result.stderr
+
+
+def test_the_fault_command_fails_the_users_own_sentinel_over(topology):
+    before = primary_address(connect(topology.url))
+    result = queuestorm("fault", "failover", "--redis-url", topology.url, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert primary_address(connect(topology.url)) != before

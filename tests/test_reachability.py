@@ -1,4 +1,4 @@
-"""What a run refuses in one line, exit 2, before it starts: a remote worker given the master's loopback Redis, a cluster."""
+"""What a run refuses in one line, exit 2: a remote worker given the master's loopback Redis, a cluster target."""
 
 from helpers import locust
 
