@@ -2,7 +2,7 @@
 (redis+cluster://). connection.connect() hands such URLs here; everything else stays redis-py's plain client.
 
     redis+sentinel://[[user]:password@]host:26379[,host2:26379...]/MASTERNAME[/db][?sentinel_password=...]
-    redis+cluster://[[user]:password@]host:port[,host2:port...]
+    redis+cluster://[[user]:password@]host:port[,host2:port...]   (parsed; runs refuse it for now)
 
 The password is the primary's (or the cluster nodes'); sentinels that need their own take `sentinel_password`.
 A Sentinel client asks the sentinels for the primary's address on every (re)connect, so after a failover the next
@@ -105,10 +105,12 @@ def parse_cluster_url(url: str) -> ClusterTarget:
 
 
 def client_from_url(url: str, options: dict):
-    """A client for a redis+sentinel:// or redis+cluster:// URL, with connect()'s connection options."""
+    """A client for a redis+sentinel:// URL, with connect()'s connection options; a redis+cluster:// URL is
+    checked, then refused (see refuse_cluster_runs)."""
     if url.startswith(SENTINEL_SCHEME):
         return sentinel_client(parse_sentinel_url(url), options)
-    return cluster_client(parse_cluster_url(url), options)
+    parse_cluster_url(url)
+    refuse_cluster_runs(url, "the URL")
 
 
 def _manager(target: SentinelTarget, options: dict) -> Sentinel:
@@ -154,14 +156,6 @@ def sentinel_client(target: SentinelTarget, options: dict) -> redis.Redis:
                                   username=target.username, password=target.password,
                                   connection_class=FollowingConnection, **options)
     return redis.Redis(connection_pool=pool, single_connection_client=single)
-
-
-def cluster_client(target: ClusterTarget, options: dict):
-    from redis.cluster import ClusterNode, RedisCluster
-
-    options = {k: v for k, v in options.items() if k not in ("single_connection_client", "socket_read_size")}
-    return RedisCluster(startup_nodes=[ClusterNode(host, port) for host, port in target.nodes],
-                        username=target.username, password=target.password, **options)
 
 
 def sentinel_of(client) -> tuple[Sentinel, str] | None:
