@@ -21,6 +21,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 PROTOCOLS = ("list", "reliable", "stream", "rq", "sidekiq", "go-workers2", "celery", "bullmq")
 RESTART = ["--embedded", "redis-server", "--ledger-url", "embedded"]
+SENTINEL = ["--embedded", "sentinel", "--ledger-url", "embedded"]
+KILL_PRIMARY = {"kind": "failover", "at": 2, "mode": "kill-primary", "lag": 0.5, "down_for": 1}
 FAULTS = {  # name -> (faults list, extra locust args)
     "none": ([], []),
     "kill-drain": ([{"kind": "kill-drain", "at": 2, "restart_after": 1}], []),
@@ -31,6 +33,16 @@ FAULTS = {  # name -> (faults list, extra locust args)
     "latency 20±5 ms": ([{"kind": "latency", "at": 2, "duration": 2, "delay_ms": 20, "jitter_ms": 5}], []),
     "restart-redis": ([{"kind": "restart-redis", "at": 2, "down_for": 1}], RESTART),
     "restart-redis + AOF": ([{"kind": "restart-redis", "at": 2, "down_for": 1}], RESTART + ["--aof"]),
+    "blackhole drain 2s": ([{"kind": "blackhole", "at": 2, "duration": 2, "target": "drain"}], []),
+    "blackhole drain replies 2s": ([{"kind": "blackhole", "at": 2, "duration": 2, "target": "drain",
+                                     "direction": "downstream"}], []),
+    "blackhole load 2s": ([{"kind": "blackhole", "at": 2, "duration": 2, "target": "load"}], []),
+    "reset-peer all 1s": ([{"kind": "reset-peer", "at": 2, "duration": 1}], []),
+    "bandwidth 20 KB/s 2s": ([{"kind": "bandwidth", "at": 2, "duration": 2, "rate_kb": 20}], []),
+    "slicer 8 B/1 ms 2s": ([{"kind": "slicer", "at": 2, "duration": 2}], []),
+    "failover (SENTINEL FAILOVER)": ([{"kind": "failover", "at": 2}], SENTINEL),
+    "failover kill-primary": ([KILL_PRIMARY], SENTINEL),
+    "failover kill-primary + wait 1": ([KILL_PRIMARY], SENTINEL + ["--wait-replicas", "1", "--wait-timeout-ms", "200"]),
 }
 COLUMNS = ("enqueued", "maybe_enqueued", "not_sent", "completed", "lost", "duplicated", "unexpected", "recovered")
 

@@ -8,6 +8,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from . import topology
 from .errors import UsageError
 from .keys import valid_run_id
 
@@ -20,7 +21,7 @@ BLOCKING_MARGIN = 3.0
 
 
 SCHEMES = ("redis://", "rediss://", "unix://")
-_CREDENTIAL_PARAMETER = re.compile(r"([?&;](?:password|username)=)[^&#;]*", re.IGNORECASE)
+_CREDENTIAL_PARAMETER = re.compile(r"([?&;](?:sentinel_)?(?:password|username)=)[^&#;]*", re.IGNORECASE)
 
 
 def redact(url) -> str:
@@ -115,8 +116,9 @@ def connect(url: str, *, block_seconds: float | None = None, check: bool = True,
     Callers retry where that is what they mean.
     """
     timeout = DEFAULT_SOCKET_TIMEOUT if block_seconds is None else socket_timeout_for(block_seconds)
-    if not str(url).startswith(SCHEMES):
-        raise UsageError(f"{role} URL {redact(url)!r} must start with redis://, rediss:// or unix://")
+    if not str(url).startswith(SCHEMES + topology.SCHEMES):
+        raise UsageError(f"{role} URL {redact(url)!r} must start with redis://, rediss://, unix://, "
+                         f"redis+sentinel:// or redis+cluster://")
     if name in (LOAD_CLIENT, DRAIN_CLIENT):
         name = client_name(name)
     options = dict(socket_timeout=timeout, socket_connect_timeout=CONNECT_TIMEOUT, single_connection_client=single,
@@ -126,7 +128,10 @@ def connect(url: str, *, block_seconds: float | None = None, check: bool = True,
     if read_buffer:
         options["socket_read_size"] = read_buffer
     try:
-        client = redis.Redis.from_url(url, **options)
+        if topology.is_topology_url(url):
+            client = topology.client_from_url(url, options)
+        else:
+            client = redis.Redis.from_url(url, **options)
         if check:
             client.ping()
         return client

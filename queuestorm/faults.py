@@ -215,7 +215,7 @@ def parse_faults(items, source: str) -> list[FaultSpec]:
                     raise UsageError(f"{where}.{name}: {value!r} is not one of {', '.join(choices)}")
             else:
                 item[name] = _number(value, f"{where}.{name}", cls.bounds[name])
-        if kind in ("pause", "maxclients", "latency") and duration <= 0:
+        if (kind in ("pause", "maxclients", "latency") or getattr(cls, "needs_duration", False)) and duration <= 0:
             raise UsageError(f"{where}.duration: {kind} needs a duration above 0")
         specs.append(FaultSpec(kind, at, duration, item))
     return specs
@@ -312,6 +312,12 @@ def check_feasible(specs: list[FaultSpec], *, has_drain: bool, managed_server: b
         if ledger_on_target:
             raise UsageError("fault restart-redis would restart the server holding the ledger: give --ledger-url "
                              "another server (or 'embedded' for a second private one)")
+    if "failover" in kinds and ledger_on_target:
+        raise UsageError("fault failover would lose the ledger's own records with the target's: give --ledger-url "
+                         "another server (or 'embedded' for a private one)")
     if kinds & {"client-kill", "pause", "maxclients", "restart-redis"} and not real_redis:
         raise UsageError(f"fault(s) {', '.join(sorted(kinds & {'client-kill', 'pause', 'maxclients'}))} need a real "
                          "redis-server (fakeredis has no CLIENT KILL / PAUSE / CONFIG)")
+
+
+from . import failover, partitions  # noqa: E402,F401  (add their faults to FAULTS; they need Fault, above)

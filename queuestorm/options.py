@@ -9,6 +9,7 @@ from .option_types import bounded, one_line_errors
 from .keys import valid_run_id
 from .protocols import protocol_class
 from .thresholds import parse_latency_limits
+from .topology import refuse_cluster_runs
 
 DRAIN_MODES = ("inline", "external", "users", "off")
 
@@ -140,12 +141,18 @@ def _declare(parser) -> None:
     group.add_argument("--report", env_var="QS_REPORT", default="",
                        help="write the verdict as JSON to this file")
     group.add_argument("--embedded", env_var="QS_EMBEDDED", default="auto",
-                       choices=("auto", "redis-server", "fakeredis"),
-                       help="embedded Redis when no --redis-url: a private redis-server if installed, else fakeredis")
+                       choices=("auto", "redis-server", "fakeredis", "sentinel"),
+                       help="embedded Redis when no --redis-url: a private redis-server if installed, else fakeredis; "
+                            "sentinel: a primary, a replica and three sentinels (for the failover fault)")
     group.add_argument("--aof", env_var="QS_AOF", action="store_true", default=False,
                        help="run the embedded redis-server with appendonly yes (appendfsync always)")
     group.add_argument("--faults", env_var="QS_FAULTS", default="",
                        help="YAML file with a list of faults (or a scenario with a faults: list) to inject")
+    group.add_argument("--wait-replicas", env_var="QS_WAIT_REPLICAS", type=bounded(int, high=100), default=0,
+                       help="send WAIT after each enqueue: a job counts as enqueued only once this many replicas "
+                            "have it, else maybe-enqueued (default: 0, no WAIT)")
+    group.add_argument("--wait-timeout-ms", env_var="QS_WAIT_TIMEOUT_MS", type=bounded(int, low=1, high=3600000),
+                       default=1000, help="how long each WAIT waits for --wait-replicas, ms (default: 1000)")
     group.add_argument("--latency-ms", env_var="QS_LATENCY_MS", type=bounded(high=3600000), default=0.0,
                        help="route load and drain through a proxy adding this delay each way (a distant Redis)")
     group.add_argument("--jitter-ms", env_var="QS_JITTER_MS", type=bounded(high=3600000), default=0.0,
@@ -216,6 +223,8 @@ class RunConfig:
     embedded: str = "auto"
     faults: str = ""
     aof: bool = False
+    wait_replicas: int = 0
+    wait_timeout_ms: int = 1000
     latency_ms: float = 0.0
     jitter_ms: float = 0.0
     scenario: str = ""
@@ -250,6 +259,8 @@ class RunConfig:
 
     def validate(self) -> None:
         protocol_class(self.protocol)
+        for option, url in (("--redis-url", self.redis_url), ("--ledger-url", self.ledger_url)):
+            refuse_cluster_runs(url, option)
         if self.run_id and not valid_run_id(self.run_id):
             raise UsageError(f"--run-id {self.run_id!r} may hold only letters, digits, '.', '_' and '-' (64 at most)")
         if self.drain not in DRAIN_MODES:

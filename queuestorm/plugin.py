@@ -23,6 +23,7 @@ from .connection import describe_redis_error, redact
 from .distributed import (CONFIG_MESSAGE, HELLO_MESSAGE, RATE_MESSAGE, REPORT_MESSAGE, STOP_MESSAGE, WorkerBoard,
                           WorkerReporter)
 from .errors import EXIT_CANNOT_RUN, UsageError
+from .reachability import unreachable_loopback
 from .options import RunConfig, add_arguments, apply_start_form
 from .run import Session
 from .runtime import ProducerRuntime
@@ -100,6 +101,11 @@ class _State:
             self.runtime.pacer.set_rate(self.rate_share)  # already producing for this run: only the share moved
             return
         self.config = RunConfig(**data)
+        master_host = getattr(environment.parsed_options, "master_host", "127.0.0.1")
+        for role, url in (("Redis", self.config.load_url or self.config.redis_url), ("ledger", self.config.ledger_url)):
+            if unreachable_loopback(url, master_host):
+                _fail(f"the master's {role} URL {redact(url)} is on the master's loopback (its embedded Redis?), out "
+                      f"of this worker's reach: give the master a REDIS_URL every worker can reach")
         try:
             self.runtime = ProducerRuntime(self.config, environment)
         except UsageError as e:  # what this worker's machine lacks (a protocol's package) though the master has it

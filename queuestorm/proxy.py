@@ -3,7 +3,8 @@ Toxiproxy, and how a laptop simulates a distant hosted Redis. Runs as its own pr
 
     python -m queuestorm.proxy HOST PORT [DELAY_MS [JITTER_MS [LISTEN_PORT]]]
 
-prints `PORT n` once listening, then takes `latency DELAY_MS JITTER_MS` lines on stdin.
+prints `PORT n` once listening, then takes `latency DELAY_MS JITTER_MS` and `toxic DIRECTION KIND [ARGS]` lines
+(queuestorm.toxics; DIRECTION upstream, downstream or both; KIND none lifts it) on stdin.
 Byte order is kept in each direction: a chunk is never released before the one read before it.
 """
 
@@ -12,6 +13,8 @@ from gevent import monkey
 monkey.patch_all()
 
 import random  # noqa: E402
+import socket  # noqa: E402
+import struct  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
@@ -24,6 +27,7 @@ from gevent.server import StreamServer  # noqa: E402
 from gevent.socket import create_connection  # noqa: E402
 
 from .errors import UsageError  # noqa: E402
+from .toxics import DIRECTIONS, ResetConnection, parse_toxic  # noqa: E402
 
 
 class LatencyProxy:
@@ -31,6 +35,7 @@ class LatencyProxy:
         self.target = (host, port)
         self.delay_ms = delay_ms
         self.jitter_ms = jitter_ms
+        self.toxics = dict.fromkeys(DIRECTIONS)
 
     def _sample_seconds(self) -> float:
         jitter = random.uniform(-self.jitter_ms, self.jitter_ms) if self.jitter_ms else 0.0
@@ -42,23 +47,32 @@ class LatencyProxy:
         except OSError:
             client.close()
             return
-        forward = gevent.spawn(self._pump, client, upstream)
-        self._pump(upstream, client)
+        for end in (client, upstream):  # as Toxiproxy's (Go's) sockets: Nagle would hold small writes ~40 ms
+            end.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        forward = gevent.spawn(self._pump, client, upstream, "upstream")
+        self._pump(upstream, client, "downstream")
         forward.join()
         client.close()
         upstream.close()
 
-    def _pump(self, source, sink) -> None:
+    def _pump(self, source, sink, direction: str = "upstream") -> None:
         chunks: Queue = Queue()
         writer = gevent.spawn(self._release, chunks, sink)
-        last = 0.0
+        last, opened_at, carried = 0.0, time.monotonic(), 0
         try:
             while True:
                 data = source.recv(65536)
                 if not data:
                     break
-                last = max(last, time.monotonic() + self._sample_seconds())
-                chunks.put((last, data))
+                toxic = self.toxics[direction]
+                pieces = [(0.0, data)] if toxic is None else toxic.shape(data, opened_at, carried)
+                carried += len(data)
+                for delay, piece in pieces:
+                    last = max(last, time.monotonic() + self._sample_seconds()) + delay
+                    chunks.put((last, piece))
+        except ResetConnection:
+            for end in (source, sink):
+                _reset(end)
         except OSError:
             pass
         chunks.put(None)
@@ -87,6 +101,18 @@ class LatencyProxy:
             parts = line.split()
             if len(parts) == 3 and parts[0] == "latency":
                 self.delay_ms, self.jitter_ms = float(parts[1]), float(parts[2])
+            elif len(parts) >= 3 and parts[0] == "toxic":
+                for direction in DIRECTIONS if parts[1] == "both" else (parts[1],):
+                    self.toxics[direction] = parse_toxic(parts[2:])
+
+
+def _reset(sock) -> None:
+    """Close with an RST, not a FIN: SO_LINGER on, timeout 0."""
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        sock.close()
+    except OSError:
+        pass
 
 
 def main(argv: list[str]) -> None:
@@ -111,8 +137,8 @@ class ProxyProcess:
 
     def __init__(self, url: str, delay_ms: float = 0.0, jitter_ms: float = 0.0, listen_port: int = 0):
         parts = urlsplit(url)
-        if parts.scheme == "unix":
-            raise UsageError("the latency proxy needs a TCP Redis URL, not unix://")
+        if parts.scheme not in ("redis", "rediss"):
+            raise UsageError(f"the latency proxy needs a TCP Redis URL of one server, not {parts.scheme}://")
         self._process = subprocess.Popen(
             [sys.executable, "-m", "queuestorm.proxy", parts.hostname or "127.0.0.1", str(parts.port or 6379),
              str(delay_ms), str(jitter_ms), str(listen_port)],
@@ -134,6 +160,10 @@ class ProxyProcess:
 
     def reset(self) -> None:
         self.set_latency(*self.base)
+
+    def set_toxic(self, direction: str, kind: str = "none", *args: float) -> None:
+        self._process.stdin.write(" ".join(["toxic", direction, kind, *map(str, args)]) + "\n")
+        self._process.stdin.flush()
 
     def stop(self) -> None:
         if self._process.poll() is None:

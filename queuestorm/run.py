@@ -25,11 +25,13 @@ from .connections import ConnectionSampler
 from .drain_fleet import DrainFleet
 from .dyno_report import dyno_summary, render_dyno
 from .embedded import EmbeddedRedis
+from .embedded_topology import make_embedded, server_kind
 from .errors import EXIT_CANNOT_RUN, EXIT_FAILED, EXIT_PASS, UsageError
 from .faults import FaultContext, FaultRunner, check_feasible
 from .ledger import Ledger
 from .options import RunConfig
 from .output_paths import check_output_paths
+from .partitions import has_partitions, make_proxy
 from .plot import check as check_plot
 from .preflight import ready_for, require_permissions
 from .protocols import make_protocol, require_server_version
@@ -91,7 +93,7 @@ class Session:
         check_output_paths(options)
         self.fault_specs = load_faults(c.faults) if c.faults else []
         if not c.redis_url:
-            self.embedded = EmbeddedRedis(c.embedded, aof=c.aof)
+            self.embedded = make_embedded(c.embedded, aof=c.aof)
             c.redis_url = self.embedded.start()
             self.server_note = f"figures are those of the embedded server: {self.embedded.description}"
             log.info("no --redis-url / REDIS_URL given: using %s", self.embedded.description)
@@ -99,7 +101,7 @@ class Session:
                 log.warning("workers on other machines cannot reach the embedded Redis on 127.0.0.1: "
                             "give the master a REDIS_URL that every worker can reach")
         if c.ledger_url == "embedded":
-            self.embedded_ledger = EmbeddedRedis(c.embedded)
+            self.embedded_ledger = EmbeddedRedis(server_kind(c.embedded))
             c.ledger_url = self.embedded_ledger.start()
             log.info("ledger on %s", self.embedded_ledger.description)
         self.target = connect(c.redis_url, role="target Redis")
@@ -115,8 +117,9 @@ class Session:
                        managed_server=self.embedded is not None and self.embedded.kind == "redis-server",
                        ledger_on_target=c.ledger_url in ("", c.redis_url), real_redis=self.real_redis)
         self.ledger_client = self.target if not c.ledger_url else connect(c.ledger_url, role="ledger Redis")
-        if c.latency_ms or any(spec.kind == "latency" for spec in self.fault_specs):
-            self.proxy = ProxyProcess(c.redis_url, c.latency_ms, c.jitter_ms)
+        if (c.latency_ms or any(spec.kind == "latency" for spec in self.fault_specs)
+                or has_partitions(self.fault_specs)):
+            self.proxy = make_proxy(c.redis_url, c.latency_ms, c.jitter_ms, self.fault_specs)
             c.load_url = self.proxy.url
             log.info("load and drain go through a latency proxy on port %d (%g +/- %g ms each way)",
                      self.proxy.port, c.latency_ms, c.jitter_ms)
@@ -226,7 +229,8 @@ class Run:
         c = self.config
         verbose = logging.getLogger().isEnabledFor(logging.DEBUG)
         log_path = None if verbose else os.path.join(tempfile.gettempdir(), f"queuestorm-drain-{self.run_id}.log")
-        self.fleet = DrainFleet(c.load_url or c.redis_url, c.ledger_url or c.redis_url, c.protocol, c.queue,
+        drain_url = getattr(self.session.proxy, "drain_url", None)  # the drains' own proxy, for partition faults
+        self.fleet = DrainFleet(drain_url or c.load_url or c.redis_url, c.ledger_url or c.redis_url, c.protocol, c.queue,
                                 processes=c.drain_processes, concurrency=c.drain_concurrency, work_ms=c.work_ms,
                                 visibility_timeout=c.visibility_timeout, run_id=self.run_id,
                                 consumer_prefix=f"inline-{os.getpid()}", log_path=log_path)

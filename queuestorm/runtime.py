@@ -6,6 +6,7 @@ import gevent
 import redis
 
 from .connection import LOAD_CLIENT, client_name, connect
+from .durable import ReplicaWait
 from .jobs import JobEncoder
 from .ledger import Ledger, ProducerRecorder
 from .options import RunConfig
@@ -26,6 +27,7 @@ class ProducerRuntime:
         self.environment = environment
         self.protocol = make_protocol(config.protocol, config.queue)
         self.pacer = Pacer(0)
+        self.replica_wait = ReplicaWait.of(config)  # None without --wait-replicas
         self.recorder: ProducerRecorder | None = None
         self.encoder: JobEncoder | None = None
         self._greenlets: list[gevent.Greenlet] = []

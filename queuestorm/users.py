@@ -72,6 +72,10 @@ class EnqueueUser(User):
         else:
             self.client.call(*command)
             request.round_trip = self.client.round_trip
+        wait = getattr(self.qs, "replica_wait", None)
+        if wait is not None:  # the response time is then the stopwatch's: enqueue and WAIT
+            request.round_trip = None
+            wait.confirm(self.client.call(*wait.command))
 
     def _was_sent(self) -> bool:
         return self.client.sent
