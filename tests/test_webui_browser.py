@@ -22,6 +22,9 @@ from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 SCREENSHOT = os.environ.get("QS_SCREENSHOT", "")  # e.g. docs/images/webui-queue-tab.png to refresh the README's
 
 
+
+RUN_CHARTS = "canvas.qs-chart:not(.qs-capacity-chart)"  # the run's four charts; a capacity search adds two
+
 def browser():
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
@@ -54,9 +57,9 @@ def test_queue_tab_draws_the_run_live(tmp_path, redis_url, queue):
         table = driver.find_element(By.CSS_SELECTOR, ".MuiTableContainer-root")
         wait.until(lambda d: all(name in table.text for name in ("queue (list)", "inline-0", "locust")))
         driver.switch_to.frame(frame)
-        charts = wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "canvas.qs-chart"))
+        charts = wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, RUN_CHARTS))
         assert len(charts) == 4
-        wait.until(lambda d: all(drawn(c) >= 3 for c in d.find_elements(By.CSS_SELECTOR, "canvas.qs-chart")[:2]))
+        wait.until(lambda d: all(drawn(c) >= 3 for c in d.find_elements(By.CSS_SELECTOR, RUN_CHARTS)[:2]))
         assert not driver.find_elements(By.ID, "qs-processes")  # the tab's table lists the processes, once
         driver.switch_to.default_content()
         assert len(driver.find_elements(By.CSS_SELECTOR, ".MuiTableContainer-root")) == 1
@@ -102,7 +105,7 @@ def test_html_report_draws_the_queue_charts_offline(tmp_path, redis_url, queue):
     try:
         driver.get(html.as_uri())
         wait = WebDriverWait(driver, 15, poll_frequency=0.3)
-        charts = wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#queuestorm-report canvas.qs-chart"))
+        charts = wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#queuestorm-report " + RUN_CHARTS))
         assert len(charts) == 4 and all(drawn(c) >= 3 for c in charts[:2])
         assert "verdict: PASS" in driver.find_element(By.ID, "qs-verdict").text
     finally:

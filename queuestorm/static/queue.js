@@ -33,8 +33,8 @@
         return '<canvas class="qs-chart" id="' + c.id + '"></canvas>';
       }).join("") + '</div>' +
       '<div id="qs-capacity" hidden><h3 id="qs-capacity-result"></h3><div class="qs-grid">' +
-      '<canvas class="qs-chart" id="qs-capacity-latency"></canvas>' +
-      '<canvas class="qs-chart" id="qs-capacity-backlog"></canvas></div></div>' +
+      '<canvas class="qs-chart qs-capacity-chart" id="qs-capacity-latency"></canvas>' +
+      '<canvas class="qs-chart qs-capacity-chart" id="qs-capacity-backlog"></canvas></div></div>' +
       (root.dataset.processes === "off" ? "" : '<h3>Processes</h3><table class="qs-table" id="qs-processes"></table>');
   }
 
