@@ -224,5 +224,12 @@ class DynoWorkerUser(User):
                                                  response_length=0, exception=classified(e), context={})
             gevent.sleep(0.1)
             return
-        if reply is not None:
+        if reply is None:
+            return
+        try:
             _do_task(self.fleet, self.worker, self.client, self.ledger, reply[1])
+        except gevent.GreenletExit:
+            # the run stopped this user mid-task (past --stop-timeout): the task goes back to the consuming end of
+            # its list, where the work-off at the stop finds it, rather than vanishing with the greenlet
+            self.client.rpush(self.worker.queue, reply[1])
+            raise

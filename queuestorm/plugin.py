@@ -9,6 +9,7 @@ verdict, then the embedded servers go down, last.
 
 import logging
 import os
+import signal
 import sys
 import time
 
@@ -154,10 +155,18 @@ class _State:
             self.runtime = None  # the next test's configuration names its own run
 
 
+def _interrupt_main_greenlet() -> None:
+    """Ctrl-C as Locust expects it, a KeyboardInterrupt in the main greenlet, and there only: Python's own handler
+    raises it in whatever greenlet runs at that instant — a user between sending an enqueue and recording it, whose
+    job would then complete as never enqueued."""
+    gevent.get_hub().parent.throw(KeyboardInterrupt)
+
+
 @events.init.add_listener
 def _on_init(environment, runner=None, web_ui=None, **_):
     if getattr(environment, "queuestorm", None) is not None:
         return
+    gevent.signal_handler(signal.SIGINT, _interrupt_main_greenlet)
     config = RunConfig.from_options(environment.parsed_options)
     environment.queuestorm = state = _State(environment, config)
     if isinstance(runner, WorkerRunner):

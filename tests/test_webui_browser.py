@@ -55,7 +55,7 @@ def test_queue_tab_draws_the_run_live(tmp_path, redis_url, queue):
         wait.until(lambda d: d.find_element(By.XPATH, "//button[@role='tab'][normalize-space()='Queue']")).click()
         frame = wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "#queuestorm-charts iframe"))
         table = driver.find_element(By.CSS_SELECTOR, ".MuiTableContainer-root")
-        wait.until(lambda d: all(name in table.text for name in ("queue (list)", "inline-0", "locust")))
+        wait.until(lambda d: all(name in table.text for name in ("queue (list)", f"inline-{proc.pid}-0", "locust")))
         driver.switch_to.frame(frame)
         charts = wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, RUN_CHARTS))
         assert len(charts) == 4
