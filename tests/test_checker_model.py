@@ -8,6 +8,7 @@ neither completed nor left in the queue was deleted by hand. Foreign bodies (not
 """
 
 import importlib.util
+import os
 import time
 import uuid
 from dataclasses import dataclass
@@ -22,7 +23,7 @@ from queuestorm.jobs import JobEncoder, JobRef, decode
 from queuestorm.ledger import CompletionRecorder, Ledger
 from queuestorm.protocols import PROTOCOLS, make_protocol
 
-EXAMPLES_PER_PROTOCOL = 30
+EXAMPLES_PER_PROTOCOL = int(os.environ.get("QS_MODEL_EXAMPLES", "30"))  # bench/mutation.py runs fewer
 OPTIONAL_PACKAGE = {"bullmq": "bullmq"}  # protocols that read files from a package that may not be installed
 FETCH_SECONDS = 10.0
 

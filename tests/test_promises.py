@@ -283,3 +283,17 @@ def test_every_reason_is_kept_in_order_with_the_breaches_last():
         "1 job(s) of this run could not be recorded: parked whole as invalid (queuestorm foreign --invalid lists them)",
         "no job was enqueued: nothing was proven", "latency x"]
     assert reasons_for(Verdict(run_id="r", protocol="list", maybe_enqueued=1)) == []
+
+
+def test_judge_passes_the_run_s_facts_to_the_reasons():
+    from queuestorm.verdict import judge
+
+    not_settled = Settled(settled=False, depth=1, unclosed_producers=[], waited_s=2.0)
+    v = judge(verdict_with(unfinished=1), settled=not_settled, grace=2, breaches=["error ratio 0.5 > 0"])
+    assert v.reasons == ["1 job(s) unfinished: the drain did not finish within --grace 2s", "error ratio 0.5 > 0"]
+    assert v.verdict == "fail" and not v.passed
+    assert judge(verdict_with()).verdict == "pass" and judge(verdict_with()).reasons == []
+
+
+def test_as_many_maybe_as_confirmed_enqueues_still_proves_something():
+    assert reasons_for(Verdict(run_id="r", protocol="list", enqueued=2, maybe_enqueued=2)) == []
