@@ -290,6 +290,15 @@ def _apply_start_form(environment, state: _State) -> None:
                                                                 for n in changed))
 
 
+@events.test_stopping.add_listener
+def _on_test_stopping(environment, **_):
+    """Before Locust stops the users: no new dyno task may reach a worker being stopped (a task popped by a BRPOP
+    whose greenlet is killed mid-reply is gone)."""
+    state: _State | None = getattr(environment, "queuestorm", None)
+    if state is not None and state.dyno is not None:
+        state.dyno.stop_dispatch()
+
+
 @events.test_stop.add_listener
 def _on_test_stop(environment, **_):
     state: _State | None = getattr(environment, "queuestorm", None)

@@ -18,7 +18,9 @@ def test_the_search_finds_the_drain_fleets_capacity_and_names_it(tmp_path, redis
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     doc = json.loads(report.read_text())
     capacity = doc["capacity"]
-    assert 0.85 * BOUND <= capacity["sustainable_rate"] <= BOUND, capacity
+    # the 15 % is measured on a quiet machine by bench/capacity_search.py; beside the suite's other workers
+    # the drain's own CPU time per job grows, so the suite allows 25 %
+    assert 0.75 * BOUND <= capacity["sustainable_rate"] <= BOUND, capacity
     assert capacity["first_failing_rate"] > capacity["sustainable_rate"]
     assert capacity["limited_by"] == "drain" and capacity["limiting_factor"].startswith("drain fleet:")
     assert capacity["confirmed"] and capacity["steps"][-1]["phase"] == "confirm"
