@@ -1,8 +1,7 @@
 """--plot of a --find-capacity run: a second PNG beside it (NAME-capacity.png), each step's latency and backlog growth
 against its target rate, the sustainable and first failing rates marked."""
 
-from .errors import UsageError
-from .plot import DPI, WIDTH
+from .plot import DPI, WIDTH, save
 
 HEIGHT = 600
 
@@ -42,9 +41,4 @@ def draw(capacity: dict, path: str) -> None:
     fig.suptitle(f"capacity: sustainable {capacity['sustainable_rate'] or '-'} jobs/s; "
                  f"{capacity['limiting_factor']}", fontsize=11)
     fig.tight_layout()
-    try:
-        fig.savefig(path, dpi=DPI)
-    except OSError as e:
-        raise UsageError(f"cannot write --plot {path}: {e.strerror}") from None
-    finally:
-        plt.close(fig)
+    save(fig, path)

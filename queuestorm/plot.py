@@ -83,6 +83,13 @@ def draw(snapshot: dict, path: str) -> None:
                      f"duplicated {verdict.get('duplicated', '-')}")
     fig.suptitle(headline, fontsize=12)
     fig.tight_layout()
+    save(fig, path)
+
+
+def save(fig, path: str) -> None:
+    """Write a figure and close it; an unwritable path is one line."""
+    import matplotlib.pyplot as plt
+
     try:
         fig.savefig(path, dpi=DPI)
     except OSError as e:

@@ -170,3 +170,18 @@ def chunks(items: Iterable, size: int) -> Iterator[list]:
             chunk = []
     if chunk:
         yield chunk
+
+
+def take_batch(client: redis.Redis, blocking: tuple, non_blocking: tuple, count: int) -> list[bytes]:
+    """One take that waits (`blocking`, e.g. BLMOVE ... timeout), then up to `count - 1` more that do not
+    (`non_blocking`), in one round trip; [] when the first one timed out."""
+    first = client.execute_command(*blocking)
+    if first is None:
+        return []
+    taken = [first]
+    if count > 1:
+        pipe = client.pipeline(transaction=False)
+        for _ in range(count - 1):
+            pipe.execute_command(*non_blocking)
+        taken += [item for item in pipe.execute() if item is not None]
+    return taken

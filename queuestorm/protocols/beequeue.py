@@ -21,7 +21,7 @@ from typing import NamedTuple
 
 import redis
 
-from .base import PROBE, DeclaredKey, Delivery, Protocol, list_pages, zset_pages
+from .base import PROBE, DeclaredKey, Delivery, Protocol, list_pages, zset_pages, take_batch
 
 PREFIX = "bq"
 
@@ -134,15 +134,10 @@ class BeeQueueProtocol(Protocol):
                                      client=client)
 
     def fetch(self, client: redis.Redis, block_seconds: float, count: int = 1) -> list[Delivery]:
-        first = client.execute_command("BRPOPLPUSH", self.key("waiting"), self.key("active"), block_seconds)
-        if first is None:
+        ids = take_batch(client, ("BRPOPLPUSH", self.key("waiting"), self.key("active"), block_seconds),
+                         ("RPOPLPUSH", self.key("waiting"), self.key("active")), count)
+        if not ids:
             return []
-        ids = [first]
-        if count > 1:
-            pipe = client.pipeline(transaction=False)
-            for _ in range(count - 1):
-                pipe.rpoplpush(self.key("waiting"), self.key("active"))
-            ids += [job_id for job_id in pipe.execute() if job_id is not None]
         pipe = client.pipeline(transaction=False)
         pipe.hmget(self.key("jobs"), ids)
         pipe.srem(self.key("stalling"), *ids)

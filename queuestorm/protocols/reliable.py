@@ -5,7 +5,7 @@ at once (go-workers2's ProcessID). At-least-once: a job can run twice, never zer
 
 import redis
 
-from .base import PROBE, DeclaredKey, Delivery, Protocol, glob_escape, list_pages, matching_keys
+from .base import PROBE, DeclaredKey, Delivery, Protocol, glob_escape, list_pages, matching_keys, take_batch
 
 
 class ReliableProtocol(Protocol):
@@ -39,16 +39,9 @@ class ReliableProtocol(Protocol):
         return ("LPUSH", self.queue, body)
 
     def fetch(self, client: redis.Redis, block_seconds: float, count: int = 1) -> list[Delivery]:
-        body = client.execute_command("BLMOVE", self.queue, self.processing, "RIGHT", "LEFT", block_seconds)
-        if body is None:
-            return []
-        deliveries = [Delivery(body)]
-        if count > 1:
-            pipe = client.pipeline(transaction=False)
-            for _ in range(count - 1):
-                pipe.execute_command("LMOVE", self.queue, self.processing, "RIGHT", "LEFT")
-            deliveries += [Delivery(b) for b in pipe.execute() if b is not None]
-        return deliveries
+        return [Delivery(body) for body in take_batch(
+            client, ("BLMOVE", self.queue, self.processing, "RIGHT", "LEFT", block_seconds),
+            ("LMOVE", self.queue, self.processing, "RIGHT", "LEFT"), count)]
 
     def ack(self, client, deliveries, pipeline=None):
         pipe = pipeline if pipeline is not None else client.pipeline(transaction=False)

@@ -23,7 +23,7 @@ from typing import NamedTuple
 
 import redis
 
-from .base import PROBE, DeclaredKey, Delivery, Protocol, list_pages, zset_pages
+from .base import PROBE, DeclaredKey, Delivery, Protocol, list_pages, zset_pages, take_batch
 
 FUNC = "queuestorm.hooks.rq.work"
 ON_SUCCESS = "queuestorm.hooks.rq.on_success"
@@ -110,15 +110,10 @@ class RQProtocol(Protocol):
         pipe.execute()
 
     def fetch(self, client: redis.Redis, block_seconds: float, count: int = 1) -> list[Delivery]:
-        first = client.execute_command("BLMOVE", self.queue_key, self.intermediate, "LEFT", "RIGHT", block_seconds)
-        if first is None:
+        ids = take_batch(client, ("BLMOVE", self.queue_key, self.intermediate, "LEFT", "RIGHT", block_seconds),
+                         ("LMOVE", self.queue_key, self.intermediate, "LEFT", "RIGHT"), count)
+        if not ids:
             return []
-        ids = [first]
-        if count > 1:
-            pipe = client.pipeline(transaction=False)
-            for _ in range(count - 1):
-                pipe.execute_command("LMOVE", self.queue_key, self.intermediate, "LEFT", "RIGHT")
-            ids += [job_id for job_id in pipe.execute() if job_id is not None]
         pipe = client.pipeline(transaction=False)
         for job_id in ids:
             pipe.hmget(b"rq:job:" + job_id, "data", *STARTED_FIELDS)
