@@ -83,7 +83,7 @@ class DynoFleet:
 
     def _dispatch(self) -> None:
         client = connect(self.runtime.load_url, check=False, name=self.runtime.client_name(LOAD_CLIENT))
-        runtime, request = self.runtime, self.environment.events.request
+        runtime = self.runtime
         if not self._rate():
             log.error("dyno workers need --tasks-per-second or --rate: no task is sent")
             return
@@ -104,25 +104,35 @@ class DynoFleet:
                 turn += 1
                 seq = runtime.recorder.next_seq()
                 batch.append((worker, seq, runtime.encoder.encode(seq)))
-            pipe = client.pipeline(transaction=False)
-            for worker, _, body in batch:
-                pipe.lpush(worker.queue, body)
-            t0 = time.perf_counter()
-            error = None
-            try:
-                pipe.execute()
-            except Exception as e:  # noqa: BLE001 — every failure is a failed Locust request
-                error = e
-            elapsed = (time.perf_counter() - t0) * 1000
-            for worker, seq, body in batch:
-                request.fire(request_type=EVENT_TYPE, name="send", response_time=elapsed, response_length=len(body),
-                             exception=classified(error), context={})
-                if error is None:
+            self._send(client, batch)
+
+    def _send(self, client, batch: list) -> None:
+        """One pipeline of LPUSHes; each task is recorded enqueued, or maybe enqueued, whatever ends the send —
+        also the kill that stops the dispatcher in the middle of it."""
+        runtime, request = self.runtime, self.environment.events.request
+        pipe = client.pipeline(transaction=False)
+        for worker, _, body in batch:
+            pipe.lpush(worker.queue, body)
+        t0 = time.perf_counter()
+        error, confirmed = None, False
+        try:
+            pipe.execute()
+            confirmed = True
+        except Exception as e:  # noqa: BLE001 — every failure is a failed Locust request
+            error = e
+        finally:
+            for worker, seq, _ in batch:
+                if confirmed:
                     runtime.recorder.enqueued(seq)
                     worker.sent += 1
-                    self._note_backlog(worker)
                 else:
                     runtime.recorder.maybe_enqueued(seq)
+        elapsed = (time.perf_counter() - t0) * 1000
+        for worker, _, body in batch:
+            request.fire(request_type=EVENT_TYPE, name="send", response_time=elapsed, response_length=len(body),
+                         exception=classified(error), context={})
+            if confirmed:
+                self._note_backlog(worker)
 
     def _rate(self) -> float:
         """The capacity search sets the rate step by step, through the pacer: --tasks-per-second gives way."""

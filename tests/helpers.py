@@ -64,6 +64,11 @@ def run_cli(*args, env=None, timeout=120, cwd=ROOT) -> subprocess.CompletedProce
     return subprocess.run(list(args), capture_output=True, text=True, timeout=timeout, env=full_env, cwd=cwd)
 
 
+def tails(result: subprocess.CompletedProcess, chars: int = 2000) -> str:
+    """An assertion message: the end of both streams (Locust's tables go to stderr, the verdict to stdout)."""
+    return f"stdout: …{result.stdout[-chars:]}\nstderr: …{result.stderr[-chars:]}"
+
+
 def queuestorm(*args, **kw) -> subprocess.CompletedProcess:
     return run_cli(sys.executable, "-m", "queuestorm", *args, **kw)
 
