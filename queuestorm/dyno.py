@@ -32,6 +32,7 @@ EVENT_TYPE = "dyno"
 TICK = 0.01
 FETCH_BLOCK_SECONDS = 1.0
 FINISH_SECONDS = 10.0
+STOP_DISPATCH_SECONDS = 5.0
 LIMIT_MESSAGE = "queuestorm_backlog_limit"
 DYNO_REPORT_MESSAGE = "queuestorm_dyno_report"
 
@@ -71,6 +72,7 @@ class DynoFleet:
         self.workers: list[WorkerState] = []
         self._dispatcher: gevent.Greenlet | None = None
         self._stopping = False
+        self._dispatching = True
 
     def add_worker(self) -> WorkerState:
         index = len(self.workers)
@@ -90,6 +92,8 @@ class DynoFleet:
         credit, last, turn = 0.0, time.monotonic(), 0
         while True:
             gevent.sleep(TICK)
+            if not self._dispatching:
+                return
             now = time.monotonic()
             # the rate share is read each tick: the master re-splits --rate when Locust workers join or leave
             credit += (now - last) * self._rate()
@@ -154,7 +158,11 @@ class DynoFleet:
                 gevent.spawn(runner.quit)
 
     def stop_dispatch(self) -> None:
+        """The send under way finishes (its tasks are then surely sent or surely not); a send that hangs past the
+        deadline is killed, and its tasks are maybe enqueued."""
+        self._dispatching = False
         if self._dispatcher is not None:
+            self._dispatcher.join(timeout=STOP_DISPATCH_SECONDS)
             self._dispatcher.kill()
 
     def finish(self) -> None:

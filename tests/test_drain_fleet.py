@@ -29,7 +29,8 @@ def fleet(monkeypatch):
 
 
 def sleepers() -> list[psutil.Process]:
-    return [p for p in psutil.Process().children() if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+    return [p for p in psutil.Process().children() if p.is_running() and p.status() != psutil.STATUS_ZOMBIE
+            and p.cmdline()[1:3] == SLEEPER[1:]]
 
 
 def test_a_restart_and_the_supervisor_racing_start_one_process_per_consumer(fleet):
