@@ -167,22 +167,34 @@ class DynoFleet:
 
     def finish(self) -> None:
         """After the users stopped: work off what was sent and not yet taken, as a graceful worker shutdown does."""
-        runners = [gevent.spawn(_work_off, self, worker) for worker in self.workers]
-        gevent.joinall(runners, timeout=FINISH_SECONDS)
-        gevent.killall(runners)
+        deadline = time.monotonic() + FINISH_SECONDS
+        runners = [gevent.spawn(_work_off, self, worker, deadline) for worker in self.workers]
+        gevent.joinall(runners, timeout=FINISH_SECONDS + STOP_DISPATCH_SECONDS)
+        gevent.killall(runners)  # a task hung past both: put back by its greenlet, as a stopped user's is
 
     def rows(self) -> list[dict]:
         return [w.row() for w in self.workers]
 
 
-def _work_off(fleet: DynoFleet, worker: WorkerState) -> None:
+def _work_off(fleet: DynoFleet, worker: WorkerState, deadline: float) -> None:
+    """No task is taken after the deadline: what is left stays on the worker's list, unfinished, never lost."""
     client = connect(fleet.runtime.load_url, check=False, name=fleet.runtime.client_name(DRAIN_CLIENT))
     ledger = CompletionRecorder(connect(fleet.runtime.ledger_url, check=False))
-    while True:
+    while time.monotonic() < deadline:
         body = client.rpop(worker.queue)
         if body is None:
             return
+        _do_or_put_back(fleet, worker, client, ledger, body)
+
+
+def _do_or_put_back(fleet: DynoFleet, worker: WorkerState, client, ledger: CompletionRecorder, body: bytes) -> None:
+    try:
         _do_task(fleet, worker, client, ledger, body)
+    except gevent.GreenletExit:
+        # stopped mid-task (a user past --stop-timeout, a work-off past its deadline): the task goes back to the
+        # consuming end of its list, where the work-off or the check finds it, rather than vanishing with the greenlet
+        client.rpush(worker.queue, body)
+        raise
 
 
 def _timed(fleet: DynoFleet, worker: WorkerState, name: str, operation) -> Exception | None:
@@ -244,10 +256,4 @@ class DynoWorkerUser(User):
             return
         if reply is None:
             return
-        try:
-            _do_task(self.fleet, self.worker, self.client, self.ledger, reply[1])
-        except gevent.GreenletExit:
-            # the run stopped this user mid-task (past --stop-timeout): the task goes back to the consuming end of
-            # its list, where the work-off at the stop finds it, rather than vanishing with the greenlet
-            self.client.rpush(self.worker.queue, reply[1])
-            raise
+        _do_or_put_back(self.fleet, self.worker, self.client, self.ledger, reply[1])
