@@ -177,7 +177,7 @@ def test_heroku_crash_classifies_connection_failures_and_counts_connections(tmp_
     assert doc["lost"] == 0 and doc["enqueued"] > 100
     assert doc["connection_limit"] == 14 and 0 < doc["connections_peak"]
     failures = result.stderr[result.stderr.index("Error report"):]
-    assert "connect: max clients: max number of clients reached" in failures
+    assert "connect: max clients: max number of clients reached" in failures, tails(result, 4000)
     assert "enqueue: EOF: " in failures or "enqueue: connection reset: " in failures
     assert r.config_get("maxclients")["maxclients"] == before
 
