@@ -7,6 +7,8 @@ mutmut runs in a copy of the working tree (under bench/.mutation/, never in the 
 the figure and the survivors land in bench/.mutation/result.json as well.
 """
 
+import os  # noqa: E402
+
 # The one place to edit when the package's layout changes: each module mutated, with the functions in it that
 # are (None: all of it), and the tests that must catch a change in them.
 MODULES = {
@@ -24,9 +26,10 @@ TESTS = ["tests/test_promises.py", "tests/test_thresholds.py", "tests/test_check
 PYTEST_ARGS = ["-n", "0", "-p", "no:cacheprovider", "-x", "-q",
                "-k", "not locust_run and not ledger_meta and not test_secrets_never_leak"]
 MODEL_EXAMPLES = "6"  # the model test's examples per protocol, per mutant (the suite's own run uses more)
+# mutants run at once: 1 by default (a shared 2-core machine); QS_MUTATION_CHILDREN sets it
+CHILDREN = os.environ.get("QS_MUTATION_CHILDREN", "1")
 
 import json  # noqa: E402
-import os  # noqa: E402
 import shutil  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
@@ -90,7 +93,7 @@ def main(argv: list[str]) -> int:
     # mutmut's own warnings would reach the stderr of the CLIs the tests run, which tests read line by line
     env = {**os.environ, "QS_MODEL_EXAMPLES": MODEL_EXAMPLES, "PYTHONWARNINGS": "ignore"}
     env.pop("PYTEST_ADDOPTS", None)
-    subprocess.run([sys.executable, "-m", "mutmut", "run", *mutant_patterns(modules)], cwd=WORK, env=env)
+    subprocess.run([sys.executable, "-m", "mutmut", "run", "--max-children", CHILDREN, *mutant_patterns(modules)], cwd=WORK, env=env)
     statuses = {name: status for name, status in results().items()
                 if any(name.startswith(p.rstrip("*").rstrip("_").removesuffix("__mutmut"))
                        for p in mutant_patterns(modules))}
