@@ -4,11 +4,13 @@ ledger lives on the target, never acknowledged when the record failed, duplicate
 (tests/test_promises.py proves the same of a drain process: killed between the two, and under MONITOR.)"""
 
 import io
+from types import SimpleNamespace
 
 import pytest
 import redis
 
-from queuestorm.drain import DrainWorker
+from queuestorm import drain
+from queuestorm.drain import RECORD_RETRY_SECONDS, DrainWorker
 from queuestorm.jobs import decode
 from queuestorm.keys import RunKeys
 from queuestorm.ledger import CompletionRecorder
@@ -47,7 +49,19 @@ class Setup:
         return sum(self.ledger.getbit(self.keys.completed(1), seq) for seq in range(JOBS))
 
     def held(self) -> int:
-        return self.target.llen(self.worker.protocol.processing)
+        protocol = self.worker.protocol
+        key = f"bull:{protocol.queue}:active" if protocol.name == "bullmq" else protocol.processing
+        return self.target.llen(key)
+
+
+class Clock:
+    """queuestorm.drain's time, set by the test: time() for the completions' end-to-end, monotonic() for the
+    retry deadline; and its gevent.sleep, recorded (the retry's backoff)."""
+
+    def __init__(self, monkeypatch):
+        self.wall, self.mono, self.sleeps = 1000.0, 100.0, []
+        monkeypatch.setattr(drain, "time", SimpleNamespace(time=lambda: self.wall, monotonic=lambda: self.mono))
+        monkeypatch.setattr(drain, "gevent", SimpleNamespace(sleep=self.sleeps.append))
 
 
 @pytest.fixture
@@ -71,7 +85,17 @@ def test_with_the_ledger_elsewhere_every_completion_is_recorded_before_the_one_a
     assert setup.worker.completed_by_run == {setup.run_id: JOBS}
 
 
-@pytest.mark.parametrize("setup", [("reliable", 0)], indirect=True, ids=["ledger-on-the-target"])
+def bullmq_installed():
+    try:
+        import bullmq  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+@pytest.mark.parametrize("setup", [("reliable", 0), pytest.param(("bullmq", 0), marks=pytest.mark.skipif(
+    not bullmq_installed(), reason="bullmq's package is not installed"))], indirect=True,
+    ids=["reliable", "bullmq"])
 def test_with_the_ledger_on_the_target_record_and_ack_are_one_multi(setup):
     """An ack in the record's MULTI joined by a command the server refuses: EXECABORT, so neither happened."""
     jobs = setup.fetch()
@@ -133,3 +157,52 @@ def test_a_protocol_without_acks_is_only_recorded(setup):
     jobs = setup.fetch()
     setup.worker._record(setup.target, setup.recorder, jobs)
     assert setup.acks == [] and setup.recorded() == JOBS and setup.worker.completed == JOBS
+
+
+@pytest.mark.parametrize("setup", [("reliable", 1)], indirect=True, ids=["ledger-elsewhere"])
+def test_each_completion_carries_its_end_to_end_time_and_marks_its_run_seen(setup, monkeypatch):
+    jobs = setup.fetch()
+    clock = Clock(monkeypatch)
+    jobs = [(delivery, job._replace(enqueued_at=clock.wall - 2.5 - i)) for i, (delivery, job) in enumerate(jobs)]
+    recorded, real_record = [], setup.recorder.record
+
+    def spy(completions, ack=None, retry=False):
+        recorded.extend(completions)
+        return real_record(completions, ack=ack, retry=retry)
+    setup.recorder.record = spy
+    setup.worker._record(setup.target, setup.recorder, jobs)
+    assert [ms for _, ms in recorded] == [2500.0, 3500.0, 4500.0]
+    assert setup.worker._run_last_seen == {setup.run_id: clock.wall}
+    assert setup.worker._last_completion == clock.mono
+    assert setup.worker._histogram.percentile(100) >= 4400
+
+
+@pytest.mark.parametrize("setup", [("reliable", 1)], indirect=True, ids=["ledger-elsewhere"])
+def test_a_ledger_that_blinks_is_retried_with_doubling_backoff_until_its_deadline(setup, monkeypatch):
+    jobs = setup.fetch()
+    clock = Clock(monkeypatch)
+    real_record, failures = setup.recorder.record, []
+
+    def blinking(completions, ack=None, retry=False):
+        if len(failures) < 8:
+            failures.append(retry)
+            raise redis.ConnectionError(f"Connection reset by peer ({len(failures)})")
+        return real_record(completions, ack=ack, retry=retry)
+    setup.recorder.record = blinking
+    setup.worker._record(setup.target, setup.recorder, jobs)
+    assert clock.sleeps == [0.05, 0.1, 0.2, 0.4, 0.8, 1.6, 2.0, 2.0]  # doubling, at most MAX_BACKOFF
+    assert failures == [False] + [True] * 7 and setup.recorded() == JOBS and setup.acks[0]["recorded"] == JOBS
+    assert setup.worker.errors == 8 and setup.worker.last_error == "ConnectionError: Connection reset by peer (8)"
+
+    failures.clear()
+    clock.sleeps.clear()
+    deadline = clock.mono + RECORD_RETRY_SECONDS
+
+    def failing_until_past_the_deadline(completions, ack=None, retry=False):
+        failures.append(retry)
+        clock.mono = deadline if len(failures) == 1 else deadline + 0.01  # at the deadline: one more try
+        raise redis.ConnectionError("Connection refused")
+    setup.recorder.record = failing_until_past_the_deadline
+    with pytest.raises(redis.ConnectionError):
+        setup.worker._record(setup.target, setup.recorder, jobs)
+    assert failures == [False, True] and clock.sleeps == [0.05]
