@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
 
 import pytest
 import yaml
@@ -360,8 +361,10 @@ def wait_for_json(url: str, until, processes, timeout=120):
             doc = get_json(url)
             if until(doc):
                 return doc
+        except urllib.error.HTTPError:
+            raise  # the server answered, with an error (a 500): not a server still starting
         except OSError:
-            pass
+            pass  # nothing listens yet
         time.sleep(0.3)
     return None
 

@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 
@@ -110,10 +111,38 @@ def wait_for(fetch, until, timeout=60):
             last = fetch()
             if until(last):
                 return last
+        except urllib.error.HTTPError:
+            raise  # the server answered, with an error (a 500): not a server still starting
         except OSError:
-            pass
+            pass  # nothing listens yet
         time.sleep(0.3)
     raise AssertionError(f"gave up waiting; last answer: {str(last)[:2000]}")
+
+
+def test_wait_for_fails_at_once_on_an_http_500_instead_of_waiting_it_out():
+    import http.server
+    import threading
+
+    import pytest
+
+    class Broken(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_error(500, "stats exploded")
+
+        def log_message(self, *_args):
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Broken)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        started = time.monotonic()
+        with pytest.raises(urllib.error.HTTPError) as raised:
+            wait_for(lambda: get_json(f"http://127.0.0.1:{server.server_port}/queuestorm/stats"), lambda d: True,
+                     timeout=20)
+        assert raised.value.code == 500 and time.monotonic() - started < 10
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def stop_test(base):
