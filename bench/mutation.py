@@ -4,7 +4,8 @@
     python bench/mutation.py verdict    # only the modules whose path contains "verdict"
 
 mutmut runs in a copy of the working tree (under bench/.mutation/, never in the checkout itself), configured here;
-the figure and the survivors land in bench/.mutation/result.json as well.
+each module's figure and survivors land in bench/.mutation/result-<module>.json as well. QS_MUTATION_CHILDREN: mutants
+run at once (default 1).
 """
 
 import os  # noqa: E402
@@ -119,7 +120,7 @@ def main(argv: list[str]) -> int:
     summaries = []
     for path, (functions, tests, skip) in chosen.items():
         summaries.append(campaign(path, functions, tests, skip))
-        (WORK / "result.json").write_text(json.dumps(summaries, indent=2))
+        (WORK / f"result-{Path(path).stem}.json").write_text(json.dumps(summaries[-1], indent=2))
     for s in summaries:
         print(f"mutation: {s['killed']}/{s['total']} killed ({100 * s['killed'] / max(s['total'], 1):.1f} %) "
               f"in {s['module']}, {s['seconds']} s")
