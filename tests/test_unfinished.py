@@ -251,6 +251,61 @@ def test_a_job_missing_from_two_passes_is_lost_after_exactly_two(r, queue, run_i
     assert protocol.passes == 3 and (v.unfinished, v.lost, v.lost_ids) == (3, 1, ["1-0"])
 
 
+def test_a_job_evading_the_first_pass_in_an_earlier_chunk_gets_its_second_pass(r, queue, run_id, monkeypatch):
+    """The bitmaps read a byte at a time: what is missing is counted over every chunk, not the last one alone (whose
+    jobs are all queued here), so seq 0, in a consumer's hands during the first pass, is found by the second."""
+    monkeypatch.setattr(check, "CHUNK_BYTES", 1)
+    enqueue_jobs(r, "list", queue, run_id, 16)
+    protocol = MovingDuringFirstPass(queue)
+    v = check_run(r, run_id, target=r, protocol=protocol)
+    assert protocol.passes == 2 and (v.unfinished, v.lost) == (16, 0)
+
+
+def test_a_queued_job_marks_only_its_own_seq_found(r, queue, run_id):
+    """Seq 0 still queued, seqs 1-7 (the same bitmap byte) taken and never completed: those seven are lost."""
+    enqueue_jobs(r, "list", queue, run_id, 8)
+    r.lpop(queue, 7)  # the newest seven: seq 0 is left
+    v = check_run(r, run_id, target=r, protocol=make_protocol("list", queue))
+    assert (v.unfinished, v.unfinished_ids, v.lost) == (1, ["1-0"], 7)
+
+
+def test_a_queued_job_beyond_what_the_ledger_knows_of_its_producer_is_no_crash(r, queue, run_id):
+    """A job of the run whose seq is past its producer's bitmaps (a ledger trimmed, a body forged): not found, no
+    IndexError; the ledger's own jobs are classified as ever."""
+    from queuestorm.jobs import JobEncoder
+
+    enqueue_jobs(r, "list", queue, run_id, 5)  # one bitmap byte
+    r.lpush(queue, JobEncoder(run_id, 1, 10).encode(8), JobEncoder(run_id, 1, 10).encode(9))  # bytes 1: past it
+    v = check_run(r, run_id, target=r, protocol=make_protocol("list", queue))
+    assert (v.enqueued, v.unfinished, v.lost) == (5, 5, 0)
+
+
+def test_a_drain_report_without_a_readable_time_is_not_live(r, queue, run_id):
+    enqueue_jobs(r, "list", queue, run_id, 3)
+    r.rpop(queue)  # seq 0, held by a drain whose report cannot say when it was written
+    publish_report(r, run_id, "drain-undated", ["1-0"])
+    r.hset(RunKeys(run_id).drain("drain-undated"), "updated_at", json.dumps("soon"))
+    v = check_run(r, run_id, target=r, protocol=make_protocol("list", queue))
+    assert (v.unfinished, v.lost, v.lost_ids) == (2, 1, ["1-0"])
+
+
+def test_a_drain_report_is_live_up_to_exactly_its_age_limit():
+    now = 1000.0
+    assert check._is_live({"updated_at": now - check.LIVE_REPORT_SECONDS}, now)
+    assert not check._is_live({"updated_at": now - check.LIVE_REPORT_SECONDS - 0.001}, now)
+    assert not check._is_live({"updated_at": now, "final": True}, now)
+    assert not check._is_live({}, now)
+
+
+def test_two_live_drains_each_speak_for_the_jobs_they_hold(r, queue, run_id):
+    enqueue_jobs(r, "list", queue, run_id, 4)
+    r.rpop(queue, 2)  # seqs 0 and 1: one in each drain's memory
+    publish_report(r, run_id, "drain-one", ["1-0"])
+    publish_report(r, run_id, "drain-two", ["1-1"])
+    v = check_run(r, run_id, target=r, protocol=make_protocol("list", queue))
+    assert (v.unfinished, v.lost) == (4, 0)
+
+
 @pytest.fixture
 def target():
     proc, port, directory = start_redis_server()
