@@ -10,7 +10,9 @@ from queuestorm.ledger import Ledger
 
 
 def stored_bits(r, key, n):
-    return [r.getbit(key, i) for i in range(n)]
+    """The first n bits of a bitmap, from one GET (bit 0 is the first byte's most significant bit, as GETBIT's)."""
+    data = (r.get(key) or b"").ljust((n + 7) // 8, b"\0")
+    return [(data[i >> 3] >> (7 - (i & 7))) & 1 for i in range(n)]
 
 
 def test_outcomes_recorded_out_of_order_over_several_flushes_are_all_stored(r, run_id):
@@ -106,3 +108,24 @@ def test_a_retried_record_counts_no_duplicate_its_own_first_attempt_could_have_m
     assert recorder.record(batch, retry=True) == 0
     assert r.hgetall(RunKeys(run_id).duplicates(1)) == {}
     assert recorder.record(batch) == 3  # a genuine second delivery is still a duplicate
+
+
+def test_the_ledger_s_readers_say_what_its_writers_wrote(r, run_id):
+    from queuestorm.ledger import CompletionRecorder
+    from queuestorm.jobs import JobRef
+
+    ledger = Ledger(r, run_id)
+    assert not ledger.exists() and ledger.meta() == {} and ledger.completions() == 0
+    assert ledger.unclosed_producers() == []
+    ledger.create_run({"protocol": "stream", "queue": "q", "rate": 12.5})
+    meta = ledger.meta()
+    assert ledger.exists() and {k: meta[k] for k in ("protocol", "queue", "rate")} == {
+        "protocol": "stream", "queue": "q", "rate": "12.5"}
+    assert float(meta["created_at"]) > 0
+    first, second, third = (ledger.register_producer() for _ in range(3))
+    assert [p.producer_id for p in (first, second, third)] == [1, 2, 3]
+    first.close()
+    r.delete(RunKeys(run_id).producer(3))  # a producer hash gone: never closed either
+    assert ledger.unclosed_producers() == [2, 3]
+    CompletionRecorder(r).record([(JobRef(run_id, 1, seq, 0.0), 1.0) for seq in range(4)])
+    assert ledger.completions() == 4
