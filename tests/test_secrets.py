@@ -162,7 +162,11 @@ def test_a_whole_run_and_its_check_never_show_the_password(protected, tmp_path, 
          "--csv", str(tmp_path / "stats")],
         cwd=ROOT, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     drain_seen = False
+    deadline = time.monotonic() + 120
     while proc.poll() is None:  # sampled for as long as the run lasts
+        if time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail("the 3 s run did not end within 120 s")
         listing = process_tree_args(proc.pid)
         ps_seen.append(listing)
         drain_seen = drain_seen or "queuestorm drain" in listing
