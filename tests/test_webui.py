@@ -194,9 +194,9 @@ def test_stats_endpoint_serves_the_run_live_and_its_verdict_at_the_end(tmp_path,
     assert {"locust", f"inline-{proc.pid}-0"} <= names
 
 
-def test_start_form_shows_every_option_and_its_per_test_values_take_effect(tmp_path, redis_url, queue):
-    """The web UI's start form lists queuestorm's options with their help; a test started from it with --rate 40
-    runs at 40/s."""
+def test_start_form_shows_every_option_and_its_per_test_values_take_effect(tmp_path, r, redis_url, queue):
+    """The web UI's start form lists queuestorm's options with their help; a test started from it with --rate 40,
+    --payload-kb 2 and --max-duplicated 3 runs at 40/s with 2 KB jobs, judged with that allowance."""
     port = free_port()
     report = tmp_path / "verdict.json"
     full_env = dict(os.environ, REDIS_URL=redis_url)
@@ -218,7 +218,8 @@ def test_start_form_shows_every_option_and_its_per_test_values_take_effect(tmp_p
         assert args["host"] == redis_url and not args["missing_host_warning"]
 
         form = urllib.parse.urlencode({"user_count": 2, "spawn_rate": 2, "host": "", "run_time": "3s",
-                                       "rate": "40", "report": str(report)}).encode()
+                                       "rate": "40", "report": str(report), "payload_kb": "2",
+                                       "max_duplicated": "3"}).encode()
         with urllib.request.urlopen(base + "/swarm", data=form, timeout=5) as response:
             assert json.load(response)["success"]
         final = wait_for(lambda: get_json(base + "/queuestorm/stats"), lambda d: d["verdict"] is not None)
@@ -227,7 +228,11 @@ def test_start_form_shows_every_option_and_its_per_test_values_take_effect(tmp_p
     finally:
         proc.terminate()
         output = proc.communicate(timeout=30)[0]
-    assert "start form: this test runs with --rate 40.0" in output, output[-3000:]
+    assert "start form: this test runs with --max-duplicated 3, --payload-kb 2.0, --rate 40.0" in output, \
+        output[-3000:]
+    meta = r.hgetall(f"queuestorm:{{{final['run_id']}}}:meta")
+    assert float(meta[b"payload_kb"]) == 2.0 and float(meta[b"rate"]) == 40.0
+    assert json.loads(report.read_text())["max_duplicated"] == 3
     assert final["verdict"]["verdict"] == "pass"
     assert 25 <= final["verdict"]["achieved_rate"] <= 50, final["verdict"]
     assert json.loads(report.read_text())["verdict"] == "pass"
