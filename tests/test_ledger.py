@@ -129,3 +129,24 @@ def test_the_ledger_s_readers_say_what_its_writers_wrote(r, run_id):
     assert ledger.unclosed_producers() == [2, 3]
     CompletionRecorder(r).record([(JobRef(run_id, 1, seq, 0.0), 1.0) for seq in range(4)])
     assert ledger.completions() == 4
+
+
+def test_a_producer_counts_each_outcome_and_writes_not_sent_and_dropped(r, run_id):
+    recorder = Ledger(r, run_id).register_producer()
+    for outcome in ("enqueued", "maybe_enqueued", "maybe_enqueued", "not_sent", "not_sent", "not_sent"):
+        getattr(recorder, outcome)(recorder.next_seq())
+    assert (recorder.issued, recorder.confirmed, recorder.unconfirmed, recorder.unsent) == (6, 1, 2, 3)
+    recorder.close(dropped=4)
+    stored = {k.decode(): v.decode() for k, v in r.hgetall(recorder.keys.producer(recorder.producer_id)).items()}
+    assert {k: stored[k] for k in ("issued", "not_sent", "closed", "dropped")} == {
+        "issued": "6", "not_sent": "3", "closed": "1", "dropped": "4"}
+
+
+def test_completions_of_one_batch_in_the_same_latency_bucket_are_all_counted(r, run_id):
+    from queuestorm.jobs import JobRef
+    from queuestorm.latency import bucket_of
+    from queuestorm.ledger import CompletionRecorder
+
+    CompletionRecorder(r).record([(JobRef(run_id, 1, seq, 0.0), 12.0) for seq in range(3)]
+                                 + [(JobRef(run_id, 1, 3, 0.0), 900.0)])
+    assert r.hgetall(RunKeys(run_id).e2e) == {str(bucket_of(12.0)).encode(): b"3", str(bucket_of(900.0)).encode(): b"1"}
