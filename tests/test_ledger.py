@@ -125,6 +125,7 @@ def test_the_ledger_s_readers_say_what_its_writers_wrote(r, run_id):
     first, second, third = (ledger.register_producer() for _ in range(3))
     assert [p.producer_id for p in (first, second, third)] == [1, 2, 3]
     first.close()
+    assert r.hget(RunKeys(run_id).producer(1), "dropped") == b"0"  # none dropped unless said
     r.delete(RunKeys(run_id).producer(3))  # a producer hash gone: never closed either
     assert ledger.unclosed_producers() == [2, 3]
     CompletionRecorder(r).record([(JobRef(run_id, 1, seq, 0.0), 1.0) for seq in range(4)])
