@@ -1,6 +1,9 @@
 """The producer's buffered records reach the ledger exactly: every bit, whatever the order and whatever failed."""
 
+import os
 import random
+import socket
+import time
 
 import pytest
 import redis
@@ -122,8 +125,12 @@ def test_the_ledger_s_readers_say_what_its_writers_wrote(r, run_id):
     assert ledger.exists() and {k: meta[k] for k in ("protocol", "queue", "rate")} == {
         "protocol": "stream", "queue": "q", "rate": "12.5"}
     assert float(meta["created_at"]) > 0
+    started = time.time()
     first, second, third = (ledger.register_producer() for _ in range(3))
     assert [p.producer_id for p in (first, second, third)] == [1, 2, 3]
+    registered = {k.decode(): v.decode() for k, v in r.hgetall(RunKeys(run_id).producer(2)).items()}
+    assert abs(float(registered.pop("started_at")) - started) < 5
+    assert registered == {"host": socket.gethostname(), "pid": str(os.getpid()), "issued": "0", "closed": "0"}
     first.close()
     assert r.hget(RunKeys(run_id).producer(1), "dropped") == b"0"  # none dropped unless said
     r.delete(RunKeys(run_id).producer(3))  # a producer hash gone: never closed either
