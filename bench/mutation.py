@@ -2,6 +2,7 @@
 
     python bench/mutation.py            # every module below; prints killed/total and the survivors
     python bench/mutation.py verdict    # only the modules whose path contains "verdict"
+    python bench/mutation.py --survivors check   # rerun the last campaign's survivors against the tests as they are
 
 mutmut runs in a copy of the working tree (under bench/.mutation/, never in the checkout itself), configured here;
 each module's figure and survivors land in bench/.mutation/result-<module>.json as well. QS_MUTATION_CHILDREN: mutants
@@ -97,15 +98,30 @@ def results(work: Path) -> dict[str, str]:
     return statuses
 
 
-def campaign(path: str, functions, tests: list[str], skip: list[str]) -> dict:
+def refresh_tests(work: Path) -> None:
+    """The checkout's tests copied over a finished campaign's, for a rerun of its survivors."""
+    for name in subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "tests"], cwd=ROOT, check=True,
+                               capture_output=True, text=True).stdout.split():
+        for copy in (work / name, work / "mutants" / name):
+            copy.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, copy)
+
+
+def campaign(path: str, functions, tests: list[str], skip: list[str], survivors_only: bool = False) -> dict:
     work = WORK / Path(path).stem
-    prepare(work, path, tests, skip)
+    patterns = mutant_patterns(path, functions)
+    if survivors_only and (work / "mutants").is_dir():
+        refresh_tests(work)
+        patterns = [name for name, status in results(work).items() if status != "killed"
+                    and any(fnmatch.fnmatch(name, pattern) for pattern in patterns)] or patterns
+    else:
+        prepare(work, path, tests, skip)
     # mutmut's own warnings would reach the stderr of the CLIs the tests run, which tests read line by line
     env = {**os.environ, "QS_MODEL_EXAMPLES": MODEL_EXAMPLES, "PYTHONWARNINGS": "ignore"}
     env.pop("PYTEST_ADDOPTS", None)
-    patterns = mutant_patterns(path, functions)
     started = time.monotonic()
     subprocess.run([sys.executable, "-m", "mutmut", "run", "--max-children", CHILDREN, *patterns], cwd=work, env=env)
+    patterns = mutant_patterns(path, functions)
     statuses = {name: status for name, status in results(work).items()
                 if any(fnmatch.fnmatch(name, pattern) for pattern in patterns)}
     killed = sum(status == "killed" for status in statuses.values())
@@ -115,11 +131,13 @@ def campaign(path: str, functions, tests: list[str], skip: list[str]) -> dict:
 
 
 def main(argv: list[str]) -> int:
+    survivors_only = "--survivors" in argv
+    argv = [a for a in argv if a != "--survivors"]
     chosen = {path: spec for path, spec in MODULES.items() if not argv or any(a in path for a in argv)}
     WORK.mkdir(parents=True, exist_ok=True)
     summaries = []
     for path, (functions, tests, skip) in chosen.items():
-        summaries.append(campaign(path, functions, tests, skip))
+        summaries.append(campaign(path, functions, tests, skip, survivors_only))
         (WORK / f"result-{Path(path).stem}.json").write_text(json.dumps(summaries[-1], indent=2))
     for s in summaries:
         print(f"mutation: {s['killed']}/{s['total']} killed ({100 * s['killed'] / max(s['total'], 1):.1f} %) "
