@@ -112,7 +112,7 @@ def campaign(path: str, functions, tests: list[str], skip: list[str], survivors_
     patterns = mutant_patterns(path, functions)
     if survivors_only and (work / "mutants").is_dir():
         refresh_tests(work)
-        patterns = [name for name, status in results(work).items() if status != "killed"
+        patterns = [name for name, status in results(work).items() if status not in ("killed", "timeout")
                     and any(fnmatch.fnmatch(name, pattern) for pattern in patterns)] or patterns
     else:
         prepare(work, path, tests, skip)
