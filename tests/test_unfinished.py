@@ -306,6 +306,79 @@ def test_two_live_drains_each_speak_for_the_jobs_they_hold(r, queue, run_id):
     assert (v.unfinished, v.lost) == (4, 0)
 
 
+class Scripted(ListProtocol):
+    """A list whose lookup passes are scripted: `hidden[pass]` are the seqs in a consumer's hands (off the queue)
+    while that pass reads it, back afterwards; `during[pass]()` runs once that pass has read the queue."""
+
+    def __init__(self, queue, hidden=None, during=None):
+        super().__init__(queue)
+        self.passes, self.hidden, self.during = 0, hidden or {}, during or {}
+
+    def unfinished_bodies(self, client):
+        this = self.passes
+        self.passes += 1
+        bodies = client.lrange(self.queue, 0, -1)
+        seen = [b for b in bodies if decode(b).seq not in self.hidden.get(this, ())]
+        yield seen
+        if this in self.during:
+            self.during[this]()
+
+
+def test_a_job_found_only_by_the_third_pass_is_unfinished_and_the_first_pass_never_ends_the_search(r, queue,
+                                                                                                      run_id):
+    """Seq 0 evades pass 1, seq 1 passes 1 and 2: each pass that finds something earns another, and a first pass
+    that finds nothing is not the end (there is no earlier pass to compare with)."""
+    enqueue_jobs(r, "list", queue, run_id, 2)
+    protocol = Scripted(queue, hidden={0: {0, 1}, 1: {1}})
+    v = check_run(r, run_id, target=r, protocol=protocol)
+    assert protocol.passes == 3 and (v.unfinished, v.lost) == (2, 0)
+
+
+def test_completions_during_the_lookup_in_every_chunk_are_counted_with_those_before(r, queue, run_id, monkeypatch):
+    """Bitmaps read a byte at a time; seqs 0-3 completed before the check (seq 1 a maybe-enqueued job: recovered),
+    seqs 15, 17 (maybe-enqueued) and 23 completed while the first pass reads the queue, the last jobs of their
+    bytes: every completion counted once, in its own byte, recovered ones too, none left open."""
+    from queuestorm.jobs import JobEncoder
+    from queuestorm.ledger import Ledger
+
+    monkeypatch.setattr(check, "CHUNK_BYTES", 1)
+    ledger = Ledger(r, run_id)
+    ledger.create_run({"protocol": "list", "queue": queue})
+    producer = ledger.register_producer()
+    encoder = JobEncoder(run_id, producer.producer_id, 10)
+    maybe = {1, 10, 17}
+    for _ in range(24):
+        seq = producer.next_seq()
+        r.lpush(queue, encoder.encode(seq))
+        (producer.maybe_enqueued if seq in maybe else producer.enqueued)(seq)
+    producer.close()
+    recorder = CompletionRecorder(r)
+
+    def complete(seqs):
+        bodies = [b for b in r.lrange(queue, 0, -1) if decode(b).seq in seqs]
+        for body in bodies:
+            r.lrem(queue, 1, body)
+        recorder.record([(decode(b), 1.0) for b in bodies])
+
+    complete({0, 1, 2, 3})
+    late = {15, 17, 23}
+    protocol = Scripted(queue, hidden={0: late}, during={0: lambda: complete(late)})
+    v = check_run(r, run_id, target=r, protocol=protocol)
+    assert (v.completed, v.recovered, v.lost) == (7, 2, 0)
+    assert v.unfinished == 24 - 7 and v.unfinished_ids == seq_ids(set(range(4, 24)) - late)
+
+
+def test_a_drain_that_finishes_between_passes_leaves_what_it_held_found(r, queue, run_id):
+    """A live drain holds seq 0 during the first pass, then publishes its final report: the second pass (seq 1 is
+    nowhere) no longer waits on it, and seq 0 stays found."""
+    enqueue_jobs(r, "list", queue, run_id, 3)
+    r.rpop(queue, 2)  # seqs 0 and 1
+    publish_report(r, run_id, "drain-done", ["1-0"])
+    protocol = Scripted(queue, during={1: lambda: publish_report(r, run_id, "drain-done", [], final=True)})
+    v = check_run(r, run_id, target=r, protocol=protocol)
+    assert protocol.passes == 2 and (v.unfinished, v.lost, v.lost_ids) == (2, 1, ["1-1"])
+
+
 @pytest.fixture
 def target():
     proc, port, directory = start_redis_server()
