@@ -118,6 +118,7 @@ def test_the_ledger_s_readers_say_what_its_writers_wrote(r, run_id):
     from queuestorm.jobs import JobRef
 
     ledger = Ledger(r, run_id)
+    assert ledger.run_id == run_id and ledger.keys.meta == RunKeys(run_id).meta
     assert not ledger.exists() and ledger.meta() == {} and ledger.completions() == 0
     assert ledger.unclosed_producers() == []
     ledger.create_run({"protocol": "stream", "queue": "q", "rate": 12.5})
@@ -141,13 +142,14 @@ def test_the_ledger_s_readers_say_what_its_writers_wrote(r, run_id):
 
 def test_a_producer_counts_each_outcome_and_writes_not_sent_and_dropped(r, run_id):
     recorder = Ledger(r, run_id).register_producer()
-    for outcome in ("enqueued", "maybe_enqueued", "maybe_enqueued", "not_sent", "not_sent", "not_sent"):
+    for outcome in ("enqueued", "maybe_enqueued", "enqueued", "maybe_enqueued", "not_sent", "not_sent", "not_sent"):
         getattr(recorder, outcome)(recorder.next_seq())
-    assert (recorder.issued, recorder.confirmed, recorder.unconfirmed, recorder.unsent) == (6, 1, 2, 3)
+    assert (recorder.issued, recorder.confirmed, recorder.unconfirmed, recorder.unsent) == (7, 2, 2, 3)
     recorder.close(dropped=4)
+    recorder.close(dropped=9)  # closed once: a second close changes nothing
     stored = {k.decode(): v.decode() for k, v in r.hgetall(recorder.keys.producer(recorder.producer_id)).items()}
     assert {k: stored[k] for k in ("issued", "not_sent", "closed", "dropped")} == {
-        "issued": "6", "not_sent": "3", "closed": "1", "dropped": "4"}
+        "issued": "7", "not_sent": "3", "closed": "1", "dropped": "4"}
 
 
 def test_completions_of_one_batch_in_the_same_latency_bucket_are_all_counted(r, run_id):
@@ -158,3 +160,21 @@ def test_completions_of_one_batch_in_the_same_latency_bucket_are_all_counted(r, 
     CompletionRecorder(r).record([(JobRef(run_id, 1, seq, 0.0), 12.0) for seq in range(3)]
                                  + [(JobRef(run_id, 1, 3, 0.0), 900.0)])
     assert r.hgetall(RunKeys(run_id).e2e) == {str(bucket_of(12.0)).encode(): b"3", str(bucket_of(900.0)).encode(): b"1"}
+
+
+def test_a_producer_flushes_by_itself_every_flush_at_records_counting_maybe_ones(r, run_id, monkeypatch):
+    from queuestorm.ledger import ProducerRecorder
+
+    monkeypatch.setattr(ProducerRecorder, "FLUSH_AT", 3)
+    recorder = Ledger(r, run_id).register_producer()
+
+    def flushed_issued():
+        return int(r.hget(recorder.keys.producer(recorder.producer_id), "issued"))
+    for phase, first in enumerate((0, 3)):  # an enqueued and a maybe-enqueued record: not yet; the third flushes
+        order = ("enqueued", "maybe_enqueued") if phase == 0 else ("maybe_enqueued", "enqueued")
+        for outcome in order:
+            getattr(recorder, outcome)(recorder.next_seq())
+        assert flushed_issued() == first, phase
+        recorder.enqueued(recorder.next_seq())
+        assert flushed_issued() == first + 3, phase
+    assert stored_bits(r, recorder.keys.enqueued(recorder.producer_id), 6) == [1, 0, 1, 0, 1, 1]
