@@ -215,3 +215,20 @@ def test_each_id_list_holds_exactly_id_limit_ids_over_several_producers(fr):
     assert v.lost_ids == ["1-2", "1-3", "2-2"] and v.unexpected_ids == ["1-40", "1-41", "2-40"]
     v = check_run(fr, "r1", id_limit=1)
     assert v.lost_ids == ["1-2"] and v.unexpected_ids == ["1-40"]
+
+
+def test_only_this_run_s_keys_name_its_producers(fr):
+    """Producers come from the run's counter and its own p:<n> keys: another run's producers and another
+    application's keys (not even UTF-8) are not looked at."""
+    ledger = make_run(fr)
+    p = ledger.register_producer()
+    p.enqueued(p.next_seq())
+    p.close()
+    complete(fr, "r1", 1, 0)
+    other = make_run(fr, "r2")
+    for _ in range(3):
+        other.register_producer().close()
+    fr.set(b"\xff\xfeanother application's key:p:9", b"x")
+    fr.set(b"queuestorm:{r1}x:p:7", b"x")
+    v = check_run(fr, "r1")
+    assert (v.producers, v.enqueued, v.completed, v.verdict) == (1, 1, 1, "pass")
