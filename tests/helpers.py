@@ -88,7 +88,17 @@ def run_cli(*args, env=None, timeout=120, cwd=ROOT) -> subprocess.CompletedProce
                  "QS_REPORT", "QS_EMBEDDED"):
         full_env.pop(name, None)
     full_env.update(env or {})
-    return subprocess.run(list(args), capture_output=True, text=True, timeout=timeout, env=full_env, cwd=cwd)
+    # its own session: past the timeout the whole group goes (a Locust run's drains hold its pipes open, and a
+    # communicate() after killing only the leader would wait on them for ever)
+    proc = subprocess.Popen(list(args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=full_env,
+                            cwd=cwd, start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, err = proc.communicate(timeout=30)
+        pytest.fail(f"{' '.join(map(str, args[:6]))} ... ran past {timeout} s; stderr ends:\n{err[-3000:]}")
+    return subprocess.CompletedProcess(list(args), proc.returncode, out, err)
 
 
 def queuestorm(*args, **kw) -> subprocess.CompletedProcess:
