@@ -232,3 +232,31 @@ def test_only_this_run_s_keys_name_its_producers(fr):
     fr.set(b"queuestorm:{r1}x:p:7", b"x")
     v = check_run(fr, "r1")
     assert (v.producers, v.enqueued, v.completed, v.verdict) == (1, 1, 1, "pass")
+
+
+def test_the_verdict_names_its_run_and_protocol_and_counts_invalid_from_zero(fr):
+    from queuestorm.protocols import make_protocol
+
+    ledger = make_run(fr)
+    p = ledger.register_producer()
+    p.enqueued(p.next_seq())
+    p.close()
+    v = check_run(fr, "r1", protocol=make_protocol("list", "q"))  # no Redis under test given: the ledger decides
+    assert (v.run_id, v.protocol, v.invalid, v.lost, v.unfinished) == ("r1", "list", 0, 1, 0)
+    Ledger(fr, "r2").create_run({"queue": "q"})  # a meta without its protocol
+    assert check_run(fr, "r2").protocol == "?"
+
+
+def test_duplicated_ids_stop_at_id_limit_over_several_producers(fr):
+    ledger = make_run(fr)
+    for _ in range(2):
+        p = ledger.register_producer()
+        for _ in range(3):
+            p.enqueued(p.next_seq())
+        p.close()
+        for seq in (0, 1, 2, 0, 1):
+            complete(fr, "r1", p.producer_id, seq)
+    v = check_run(fr, "r1", max_duplicated=10, id_limit=3)
+    assert v.duplicated == 4 and v.duplicated_ids == ["1-0", "1-1", "2-0"]
+    v = check_run(fr, "r1", max_duplicated=10, id_limit=2)
+    assert v.duplicated_ids == ["1-0", "1-1"]
