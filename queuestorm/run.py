@@ -144,7 +144,11 @@ class Session:
     def start_run(self) -> "Run":
         """A test starts: the prepared run (with the start form's values of this test), or a new one."""
         run = self.prepared or self.prepare_run()
+        prepared_with = run.config
         run.config = dataclasses.replace(self.config, run_id=run.run_id, load_url=run.config.load_url)
+        if (prepared_with.rate, prepared_with.payload_kb) != (run.config.rate, run.config.payload_kb):
+            # the ledger's meta was written when the run was prepared: it says what this test runs with
+            run.ledger.create_run({"rate": run.config.rate, "payload_kb": run.config.payload_kb})
         run.start_load()
         return run
 

@@ -15,6 +15,33 @@ import redis
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+def wait_until(condition, what: str, timeout: float = 30, every: float = 0.02):
+    """Poll `condition()` until it is true (returns its value), or fail naming `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(every)
+
+
+def read_line(stream, what: str, timeout: float = 30) -> str:
+    """One line of a subprocess's pipe, or a failure after `timeout` seconds (the suite's subprocess pipes are
+    gevent's, so a read waits cooperatively and a gevent.Timeout ends it)."""
+    import gevent
+
+    try:
+        with gevent.Timeout(timeout):
+            line = stream.readline()
+    except gevent.Timeout:
+        pytest.fail(f"no line within {timeout} s: {what}")
+    if not line:
+        pytest.fail(f"the stream ended: {what}")
+    return line
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -69,7 +96,7 @@ def run_cli(*args, env=None, timeout=120, cwd=ROOT) -> subprocess.CompletedProce
             stdout, stderr = proc.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
-            stdout, stderr = proc.communicate()
+            stdout, stderr = proc.communicate(timeout=30)
             pytest.fail(f"{' '.join(map(str, args[:6]))} … ran past {timeout}s\nstdout: …{stdout[-3000:]}\n"
                         f"stderr: …{stderr[-3000:]}")
         return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
@@ -135,8 +162,8 @@ def kill_drain_holding(redis_url, protocol, queue, holding, *extra):
         [sys.executable, "-m", "queuestorm", "drain", "--redis-url", redis_url, "--protocol", protocol,
          "--queue", queue, "--concurrency", "5", "--work-ms", "5000", "--block", "0.3", *extra],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT)
-    deadline = time.monotonic() + 20
-    while not holding() and time.monotonic() < deadline:
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    try:
+        wait_until(holding, "the drain to hold its jobs", 20)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()

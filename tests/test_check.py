@@ -166,3 +166,97 @@ def test_bitmaps_read_in_chunks_classify_exactly_as_read_whole(fr, monkeypatch):
     assert chunked == whole
     assert whole["lost"] and whole["unexpected"] and whole["recovered"] and whole["duplicated"]
     assert whole["maybe_enqueued"] > 0 and whole["lost_ids"] and whole["unexpected_ids"]
+
+
+def test_producers_dropped_and_not_sent_are_summed_and_absent_fields_count_zero(fr):
+    """Two producers closed with their figures, and one registered that died before any flush (its hash has no
+    not_sent, no dropped): summed, the last counting nothing."""
+    ledger = make_run(fr)
+    for dropped, not_sent in ((2, 1), (5, 3)):
+        p = ledger.register_producer()
+        for _ in range(not_sent):
+            p.not_sent(p.next_seq())
+        p.enqueued(p.next_seq())
+        p.close(dropped=dropped)
+    ledger.register_producer()  # died at once
+    v = check_run(fr, "r1")
+    assert (v.producers, v.dropped, v.not_sent, v.unclosed_producers) == (3, 7, 4, [3])
+
+
+def test_bitmaps_longer_than_the_producer_s_record_are_read_whole(fr):
+    """A producer's hash gone (a ledger trimmed by hand): its enqueued and maybe-enqueued bitmaps still say how far
+    its jobs go, each read to its end though the other bitmaps are shorter."""
+    from queuestorm.keys import RunKeys
+
+    keys = RunKeys("r1")
+    make_run(fr)
+    fr.setbit(keys.enqueued(1), 20, 1)  # confirmed, never completed: lost
+    fr.setbit(keys.maybe_enqueued(2), 30, 1)  # maybe-enqueued only
+    fr.set(keys.producer_counter, 2)
+    v = check_run(fr, "r1")
+    assert (v.enqueued, v.lost, v.lost_ids, v.maybe_enqueued) == (1, 1, ["1-20"], 1)
+
+
+def test_each_id_list_holds_exactly_id_limit_ids_over_several_producers(fr):
+    """Per producer: 2 unexpected completions and 2 lost jobs. With a limit of 3 each list stops at 3, the second
+    producer adding the one id left; with a limit of 1, one id each (the last room is still room)."""
+    ledger = make_run(fr)
+    for _ in range(2):
+        p = ledger.register_producer()
+        for _ in range(4):
+            p.enqueued(p.next_seq())
+        p.close()
+        for seq in (0, 1):
+            complete(fr, "r1", p.producer_id, seq)
+        for seq in (40, 41):
+            complete(fr, "r1", p.producer_id, seq)  # never issued
+    v = check_run(fr, "r1", id_limit=3)
+    assert (v.lost, v.unexpected) == (4, 4)
+    assert v.lost_ids == ["1-2", "1-3", "2-2"] and v.unexpected_ids == ["1-40", "1-41", "2-40"]
+    v = check_run(fr, "r1", id_limit=1)
+    assert v.lost_ids == ["1-2"] and v.unexpected_ids == ["1-40"]
+
+
+def test_only_this_run_s_keys_name_its_producers(fr):
+    """Producers come from the run's counter and its own p:<n> keys: another run's producers and another
+    application's keys (not even UTF-8) are not looked at."""
+    ledger = make_run(fr)
+    p = ledger.register_producer()
+    p.enqueued(p.next_seq())
+    p.close()
+    complete(fr, "r1", 1, 0)
+    other = make_run(fr, "r2")
+    for _ in range(3):
+        other.register_producer().close()
+    fr.set(b"\xff\xfeanother application's key:p:9", b"x")
+    fr.set(b"queuestorm:{r1}x:p:7", b"x")
+    v = check_run(fr, "r1")
+    assert (v.producers, v.enqueued, v.completed, v.verdict) == (1, 1, 1, "pass")
+
+
+def test_the_verdict_names_its_run_and_protocol_and_counts_invalid_from_zero(fr):
+    from queuestorm.protocols import make_protocol
+
+    ledger = make_run(fr)
+    p = ledger.register_producer()
+    p.enqueued(p.next_seq())
+    p.close()
+    v = check_run(fr, "r1", protocol=make_protocol("list", "q"))  # no Redis under test given: the ledger decides
+    assert (v.run_id, v.protocol, v.invalid, v.lost, v.unfinished) == ("r1", "list", 0, 1, 0)
+    Ledger(fr, "r2").create_run({"queue": "q"})  # a meta without its protocol
+    assert check_run(fr, "r2").protocol == "?"
+
+
+def test_duplicated_ids_stop_at_id_limit_over_several_producers(fr):
+    ledger = make_run(fr)
+    for _ in range(2):
+        p = ledger.register_producer()
+        for _ in range(3):
+            p.enqueued(p.next_seq())
+        p.close()
+        for seq in (0, 1, 2, 0, 1):
+            complete(fr, "r1", p.producer_id, seq)
+    v = check_run(fr, "r1", max_duplicated=10, id_limit=3)
+    assert v.duplicated == 4 and v.duplicated_ids == ["1-0", "1-1", "2-0"]
+    v = check_run(fr, "r1", max_duplicated=10, id_limit=2)
+    assert v.duplicated_ids == ["1-0", "1-1"]

@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
 
 import pytest
 import yaml
@@ -61,6 +62,33 @@ def test_compose_has_redis_a_master_with_the_web_ui_and_scalable_workers_and_dra
     assert master["depends_on"]["redis"]["condition"] == "service_healthy" and "healthcheck" in services["redis"]
     images = {services[name]["image"] for name in ("master", "worker", "drain")}
     assert len(images) == 1 and all(services[name]["build"] == "." for name in ("master", "worker", "drain"))
+
+
+def test_compose_variables_set_in_the_shell_reach_the_services_and_locust(compose, monkeypatch):
+    """Every `${VAR:-default}` of the compose file, VAR set to something else, interpolates to it (as compose does);
+    QS_WORKERS=4 becomes the master's LOCUST_EXPECT_WORKERS, which Locust reads as --expect-workers 4."""
+    from locust.argument_parser import get_parser
+
+    shell = {}
+    for service in compose["services"].values():
+        for value in env_of(service).values():
+            match = re.fullmatch(r"\$\{(\w+):-(.*)\}", str(value or ""))
+            if match:
+                shell[match.group(1)] = f"not-{match.group(2)}" if match.group(1) != "QS_WORKERS" else "4"
+    assert {"QS_WORKERS", "QS_PROTOCOL", "QS_QUEUE", "QS_DRAIN_CONCURRENCY", "REDIS_URL"} <= shell.keys()
+
+    def interpolated(value):
+        match = re.fullmatch(r"\$\{(\w+):-(.*)\}", str(value or ""))
+        return shell.get(match.group(1)) or match.group(2) if match else value
+    for name, service in compose["services"].items():
+        for key, value in env_of(service).items():
+            match = re.fullmatch(r"\$\{(\w+):-(.*)\}", str(value or ""))
+            if match:
+                assert interpolated(value) == shell[match.group(1)] != match.group(2), (name, key)
+    master_env = {key: interpolated(value) for key, value in env_of(compose["services"]["master"]).items()}
+    assert master_env["LOCUST_EXPECT_WORKERS"] == "4"
+    monkeypatch.setenv("LOCUST_EXPECT_WORKERS", master_env["LOCUST_EXPECT_WORKERS"])
+    assert get_parser().parse_known_args(["-f", LOCUSTFILE])[0].expect_workers == 4
 
 
 def test_dockerfile_installs_the_package_and_ships_every_entry_point_and_scenario():
@@ -273,6 +301,26 @@ def test_heroku_procfile_and_app_json_agree():
     assert "QS_MASTER_HOST" in app["env"]
 
 
+@pytest.mark.parametrize("qs_redis_url", ["rediss://:pw@tls-host:6380/0?ssl_cert_reqs=none", ""])
+def test_the_procfile_prefers_qs_redis_url_over_redis_url(qs_redis_url):
+    """Heroku runs each line through a shell: QS_REDIS_URL, when set, is the --redis-url of every process; unset,
+    the add-on's REDIS_URL is; QS_MASTER_HOST is the worker's --master-host."""
+    with open(os.path.join(ROOT, "Procfile")) as f:
+        processes = dict(line.split(":", 1) for line in f.read().splitlines() if line.strip())
+    env = {"PATH": os.environ["PATH"], "REDIS_URL": "redis://h:pw@addon:7000", "PORT": "5000",
+           "QS_MASTER_HOST": "web.1.internal"}
+    if qs_redis_url:
+        env["QS_REDIS_URL"] = qs_redis_url
+    for name, line in processes.items():
+        argv = subprocess.run(["sh", "-c", f"printf '%s\\n' {line.strip()}"], env=env, capture_output=True,
+                              text=True, check=True).stdout.splitlines()
+        assert argv[argv.index("--redis-url") + 1] == (qs_redis_url or "redis://h:pw@addon:7000"), name
+        if name == "worker":
+            assert argv[argv.index("--master-host") + 1] == "web.1.internal"
+        if name == "web":
+            assert argv[argv.index("--web-port") + 1] == "5000"
+
+
 def known_environment_variables() -> set[str]:
     """Every variable an option reads: Locust's and queuestorm's (env_var=), and the queuestorm commands' ([NAME] in
     their help, read with settings.env)."""
@@ -360,8 +408,10 @@ def wait_for_json(url: str, until, processes, timeout=120):
             doc = get_json(url)
             if until(doc):
                 return doc
+        except urllib.error.HTTPError:
+            raise  # the server answered, with an error (a 500): not a server still starting
         except OSError:
-            pass
+            pass  # nothing listens yet
         time.sleep(0.3)
     return None
 

@@ -13,7 +13,7 @@ from queuestorm.drain_fleet import DrainFleet
 from queuestorm.jobs import JobEncoder
 from queuestorm.ledger import Ledger
 
-from helpers import ROOT, free_port, queuestorm
+from helpers import ROOT, free_port, queuestorm, wait_until
 
 
 def enqueue_jobs(r, run_id, queue, n, payload=10):
@@ -73,10 +73,10 @@ def test_sigterm_stops_gracefully_finishing_jobs_in_hand(r, redis_url, run_id, q
          "--concurrency", "4", "--work-ms", "100", "--block", "0.5"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
     )
-    deadline = time.monotonic() + 20
-    while r.llen(queue) > 30 and time.monotonic() < deadline:
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGTERM)
+    try:
+        wait_until(lambda: r.llen(queue) <= 30, "the drain to take 10 of the 40 jobs", 20)
+    finally:
+        proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=20)
     assert proc.returncode == 0, err
     completed = json.loads(out.strip().splitlines()[-1])["completed"]
@@ -125,8 +125,8 @@ def test_a_drain_connection_refused_after_start_is_waited_out_not_fatal(r, redis
     r.config_set("maxclients", len(r.client_list()))
     try:
         connecting = gevent.spawn(worker._connect, redis_url)
-        gevent.sleep(0.5)
-        assert not connecting.ready() and worker.errors >= 1
+        wait_until(lambda: worker.errors >= 2, "two refused connection attempts", 10)  # refused, waited out, again
+        assert not connecting.ready()
         assert "max number of clients reached" in worker.last_error
     finally:
         r.config_set("maxclients", before)
@@ -134,7 +134,7 @@ def test_a_drain_connection_refused_after_start_is_waited_out_not_fatal(r, redis
     assert client.ping()
 
 
-def test_inline_drains_that_exit_on_their_own_are_restarted_but_not_those_a_fault_killed(redis_url, queue):
+def test_inline_drains_that_exit_on_their_own_are_restarted_but_not_those_a_fault_killed(r, redis_url, queue):
     unreachable = f"redis://127.0.0.1:{free_port()}/0"  # each start exits 2 at once
     fleet = DrainFleet(unreachable, unreachable, "list", queue, processes=1, concurrency=1, work_ms=0,
                        visibility_timeout=30)
@@ -145,7 +145,8 @@ def test_inline_drains_that_exit_on_their_own_are_restarted_but_not_those_a_faul
         fleet.processes[0].wait(30)
         fleet.env["REDIS_URL"] = fleet.env["QS_LEDGER_URL"] = redis_url
         assert fleet.restart_crashed() == [(0, 2)]
-        time.sleep(1)
+        r.lpush(queue, b"someone else's job")  # parked by the restarted drain once it consumes: it runs, reachable
+        wait_until(lambda: r.llen(f"queuestorm:foreign:{queue}") == 1, "the restarted drain to consume", 30)
         assert fleet.alive() == 1
         assert fleet.kill(1) == [0]
         assert fleet.restart_crashed() == [] and fleet.alive() == 0

@@ -13,7 +13,7 @@ import redis
 from queuestorm.errors import UsageError
 from queuestorm.faults import parse_faults
 
-from helpers import locust, queuestorm
+from helpers import locust, queuestorm, read_line, wait_until
 
 
 def write_faults(tmp_path, *faults) -> str:
@@ -35,6 +35,14 @@ def run(tmp_path, redis_url, queue, protocol, faults, *args, seconds=4, expect=0
     assert [f["kind"] for f in doc["faults"]] == [f["kind"] for f in faults]
     assert all("error" not in f for f in doc["faults"]), doc["faults"]
     return doc
+
+
+def killed(doc, index: int) -> int:
+    """How many connections a client-kill fault of the run killed: a fault fired at its offset, not at an event,
+    so each test asserts the fault found what it was meant to hit (an offset that came too early fails, loudly)."""
+    detail = doc["faults"][index]["detail"]
+    assert detail.startswith("killed ") and detail.endswith(" connection(s)"), detail
+    return int(detail.split()[1])
 
 
 def test_fault_lists_are_validated_naming_file_and_field():
@@ -59,6 +67,8 @@ def test_reliable_protocols_lose_nothing_under_kill_drain_client_kill_and_pause(
         {"kind": "client-kill", "at": 2, "target": "all"},
         {"kind": "pause", "at": 2.5, "duration": 0.5},
     ], "--work-ms", "20", "--drain-concurrency", "10", "--rate", "300", "--visibility-timeout", "2", seconds=5)
+    assert doc["faults"][0]["detail"] == "SIGKILL drain process(es) [0]"
+    assert killed(doc, 1) >= 1 and doc["faults"][2]["detail"] == "CLIENT PAUSE 0.5s write"
     assert doc["lost"] == 0 and doc["unexpected"] == 0
     assert doc["completed"] == doc["enqueued"] + doc["recovered"]
     assert r.ping()
@@ -69,6 +79,7 @@ def test_list_loses_the_jobs_in_flight_when_a_drain_is_killed(tmp_path, redis_ur
     (tests/test_protocols.py counts the jobs in flight independently and finds the loss equal to them.)"""
     doc = run(tmp_path, redis_url, queue, "list", [{"kind": "kill-drain", "at": 1.5, "restart_after": 0.5}],
               "--work-ms", "200", "--drain-concurrency", "5", "--rate", "100", expect=1)
+    assert doc["faults"][0]["detail"] == "SIGKILL drain process(es) [0]"
     assert 1 <= doc["lost"] <= 5 and doc["unexpected"] == 0
     assert doc["completed"] + doc["lost"] == doc["enqueued"] + doc["recovered"]
 
@@ -80,6 +91,7 @@ def test_enqueues_that_raised_are_maybe_enqueued_and_if_completed_recovered_neve
         {"kind": "client-kill", "at": 1.5, "target": "load"},
         {"kind": "client-kill", "at": 2, "target": "load"},
     ])
+    assert all(killed(doc, i) >= 1 for i in range(3)), doc["faults"]  # the load was running at each offset
     assert doc["maybe_enqueued"] >= 1
     assert doc["lost"] == 0 and doc["unexpected"] == 0
     assert doc["completed"] == doc["enqueued"] + doc["recovered"]
@@ -136,10 +148,7 @@ def test_fault_cli_lowers_maxclients_and_restores_it_on_sigterm(redis_url, r):
     proc = subprocess.Popen([sys.executable, "-m", "queuestorm", "fault", "maxclients", "--redis-url", redis_url,
                              "--maxclients", "7", "--duration", "60"], stderr=subprocess.PIPE, text=True)
     try:
-        deadline = time.monotonic() + 10
-        while r.config_get("maxclients")["maxclients"] != "7" and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert r.config_get("maxclients")["maxclients"] == "7"
+        wait_until(lambda: r.config_get("maxclients")["maxclients"] == "7", "maxclients lowered to 7", 10)
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(10) == 0, proc.stderr.read()
     finally:
@@ -150,7 +159,7 @@ def test_fault_cli_lowers_maxclients_and_restores_it_on_sigterm(redis_url, r):
 def test_fault_cli_pause_holds_writes_for_its_duration_then_lifts(redis_url, r, queue):
     proc = subprocess.Popen([sys.executable, "-m", "queuestorm", "fault", "pause", "--redis-url", redis_url,
                              "--duration", "1"], stderr=subprocess.PIPE, text=True)
-    said = proc.stderr.readline()  # printed once the pause is in force (the command's start-up can take a second)
+    said = read_line(proc.stderr, "the pause CLI's first line", 30)  # printed once the pause is in force
     assert "CLIENT PAUSE 1s write" in said, said + proc.stderr.read()
     started = time.monotonic()
     r.lpush(queue + "-paused", "x")
@@ -217,9 +226,8 @@ def test_a_drain_started_by_a_run_names_its_connections_with_the_run_id(redis_po
                              "--concurrency", "2"], env=dict(os.environ, QS_RUN_ID="run-c"),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        deadline = time.monotonic() + 20
-        while len(client_ids(r).get("queuestorm-drain:run-c", ())) < 2 and time.monotonic() < deadline:
-            time.sleep(0.05)  # the two consumers connect one after the other
+        wait_until(lambda: len(client_ids(r).get("queuestorm-drain:run-c", ())) >= 2,
+                   "the drain's two consumers to connect", 20)  # one after the other
         names = client_ids(r)
         assert len(names.get("queuestorm-drain:run-c", ())) >= 2 and "queuestorm-drain" not in names
     finally:

@@ -1,6 +1,9 @@
 """The producer's buffered records reach the ledger exactly: every bit, whatever the order and whatever failed."""
 
+import os
 import random
+import socket
+import time
 
 import pytest
 import redis
@@ -10,7 +13,9 @@ from queuestorm.ledger import Ledger
 
 
 def stored_bits(r, key, n):
-    return [r.getbit(key, i) for i in range(n)]
+    """The first n bits of a bitmap, from one GET (bit 0 is the first byte's most significant bit, as GETBIT's)."""
+    data = (r.get(key) or b"").ljust((n + 7) // 8, b"\0")
+    return [(data[i >> 3] >> (7 - (i & 7))) & 1 for i in range(n)]
 
 
 def test_outcomes_recorded_out_of_order_over_several_flushes_are_all_stored(r, run_id):
@@ -106,3 +111,70 @@ def test_a_retried_record_counts_no_duplicate_its_own_first_attempt_could_have_m
     assert recorder.record(batch, retry=True) == 0
     assert r.hgetall(RunKeys(run_id).duplicates(1)) == {}
     assert recorder.record(batch) == 3  # a genuine second delivery is still a duplicate
+
+
+def test_the_ledger_s_readers_say_what_its_writers_wrote(r, run_id):
+    from queuestorm.ledger import CompletionRecorder
+    from queuestorm.jobs import JobRef
+
+    ledger = Ledger(r, run_id)
+    assert ledger.run_id == run_id and ledger.keys.meta == RunKeys(run_id).meta
+    assert not ledger.exists() and ledger.meta() == {} and ledger.completions() == 0
+    assert ledger.unclosed_producers() == []
+    ledger.create_run({"protocol": "stream", "queue": "q", "rate": 12.5})
+    meta = ledger.meta()
+    assert ledger.exists() and {k: meta[k] for k in ("protocol", "queue", "rate")} == {
+        "protocol": "stream", "queue": "q", "rate": "12.5"}
+    assert float(meta["created_at"]) > 0
+    started = time.time()
+    first, second, third = (ledger.register_producer() for _ in range(3))
+    assert [p.producer_id for p in (first, second, third)] == [1, 2, 3]
+    registered = {k.decode(): v.decode() for k, v in r.hgetall(RunKeys(run_id).producer(2)).items()}
+    assert abs(float(registered.pop("started_at")) - started) < 5
+    assert registered == {"host": socket.gethostname(), "pid": str(os.getpid()), "issued": "0", "closed": "0"}
+    first.close()
+    assert r.hget(RunKeys(run_id).producer(1), "dropped") == b"0"  # none dropped unless said
+    r.delete(RunKeys(run_id).producer(3))  # a producer hash gone: never closed either
+    assert ledger.unclosed_producers() == [2, 3]
+    CompletionRecorder(r).record([(JobRef(run_id, 1, seq, 0.0), 1.0) for seq in range(4)])
+    assert ledger.completions() == 4
+
+
+def test_a_producer_counts_each_outcome_and_writes_not_sent_and_dropped(r, run_id):
+    recorder = Ledger(r, run_id).register_producer()
+    for outcome in ("enqueued", "maybe_enqueued", "enqueued", "maybe_enqueued", "not_sent", "not_sent", "not_sent"):
+        getattr(recorder, outcome)(recorder.next_seq())
+    assert (recorder.issued, recorder.confirmed, recorder.unconfirmed, recorder.unsent) == (7, 2, 2, 3)
+    recorder.close(dropped=4)
+    recorder.close(dropped=9)  # closed once: a second close changes nothing
+    stored = {k.decode(): v.decode() for k, v in r.hgetall(recorder.keys.producer(recorder.producer_id)).items()}
+    assert {k: stored[k] for k in ("issued", "not_sent", "closed", "dropped")} == {
+        "issued": "7", "not_sent": "3", "closed": "1", "dropped": "4"}
+
+
+def test_completions_of_one_batch_in_the_same_latency_bucket_are_all_counted(r, run_id):
+    from queuestorm.jobs import JobRef
+    from queuestorm.latency import bucket_of
+    from queuestorm.ledger import CompletionRecorder
+
+    CompletionRecorder(r).record([(JobRef(run_id, 1, seq, 0.0), 12.0) for seq in range(3)]
+                                 + [(JobRef(run_id, 1, 3, 0.0), 900.0)])
+    assert r.hgetall(RunKeys(run_id).e2e) == {str(bucket_of(12.0)).encode(): b"3", str(bucket_of(900.0)).encode(): b"1"}
+
+
+def test_a_producer_flushes_by_itself_every_flush_at_records_counting_maybe_ones(r, run_id, monkeypatch):
+    from queuestorm.ledger import ProducerRecorder
+
+    monkeypatch.setattr(ProducerRecorder, "FLUSH_AT", 3)
+    recorder = Ledger(r, run_id).register_producer()
+
+    def flushed_issued():
+        return int(r.hget(recorder.keys.producer(recorder.producer_id), "issued"))
+    for phase, first in enumerate((0, 3)):  # an enqueued and a maybe-enqueued record: not yet; the third flushes
+        order = ("enqueued", "maybe_enqueued") if phase == 0 else ("maybe_enqueued", "enqueued")
+        for outcome in order:
+            getattr(recorder, outcome)(recorder.next_seq())
+        assert flushed_issued() == first, phase
+        recorder.enqueued(recorder.next_seq())
+        assert flushed_issued() == first + 3, phase
+    assert stored_bits(r, recorder.keys.enqueued(recorder.producer_id), 6) == [1, 0, 1, 0, 1, 1]

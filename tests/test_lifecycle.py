@@ -8,6 +8,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 
@@ -201,6 +202,8 @@ def wait_for(fetch, until, timeout=60):
 def web_ui_up(base: str) -> bool:
     try:
         return bool(get_json(base + "/queuestorm/stats"))
+    except urllib.error.HTTPError:
+        raise  # the web UI answered, with an error: not one still starting
     except OSError:
         return False
 

@@ -137,7 +137,9 @@ def monitored(port: int, action) -> list[dict]:
     with client.monitor() as monitor:
         action()
         client.set(f"monitor-end-{uuid.uuid4().hex}", 1)
+        deadline = time.monotonic() + 30
         while True:
+            assert time.monotonic() < deadline, "MONITOR never showed the end marker"
             command = monitor.next_command()
             commands.append(command)
             if command["command"].startswith("SET monitor-end-"):

@@ -11,7 +11,7 @@ import redis
 
 from queuestorm.protocols import make_protocol
 
-from helpers import ROOT, check_report, drain_until_empty, enqueue_jobs
+from helpers import ROOT, check_report, drain_until_empty, enqueue_jobs, read_line, wait_until
 
 PROTOCOLS = ["list", "reliable", "stream"]
 
@@ -56,12 +56,12 @@ def test_sigkill_of_a_drain_holding_jobs(protocol, restart_as, r, redis_url, que
          "--consumer-id", "victim", "--visibility-timeout", "1"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT,
     )
-    deadline = time.monotonic() + 20
-    while in_flight(r, protocol, queue, "victim") < 5 and time.monotonic() < deadline:
-        time.sleep(0.02)
-    held = in_flight(r, protocol, queue, "victim")
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    try:
+        wait_until(lambda: in_flight(r, protocol, queue, "victim") >= 5, "the drain to hold 5 jobs", 20)
+        held = in_flight(r, protocol, queue, "victim")
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
     assert held == 5
 
     consumer = "victim" if restart_as == "same" else "rescuer"
@@ -86,14 +86,18 @@ def test_fakeredis_non_blocking_fetches_do_not_busy_spin(protocol, queue):
     try:
         proc = subprocess.Popen(
             [sys.executable, "-m", "queuestorm", "drain", "--redis-url", url, "--protocol", protocol,
-             "--queue", queue, "--concurrency", "2", "--block", "1"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT,
+             "--queue", queue, "--concurrency", "2", "--block", "1", "--stats-interval", "0.2"],
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=ROOT,
         )
-        time.sleep(1.5)  # past start-up
-        before = psutil.Process(proc.pid).cpu_times()
-        time.sleep(3)
-        after = psutil.Process(proc.pid).cpu_times()
-        proc.send_signal(signal.SIGTERM)
+        try:
+            # its first stats line: the consumers are spawned and the monitor ticks (start-up's CPU is behind us)
+            assert '"completed": 0' in read_line(proc.stdout, "the idle drain's first stats line")
+            before = psutil.Process(proc.pid).cpu_times()
+            time.sleep(3)  # the measurement window itself, not a wait for readiness
+            after = psutil.Process(proc.pid).cpu_times()
+        finally:
+            proc.send_signal(signal.SIGTERM)
+        proc.stdout.read()
         assert proc.wait(10) == 0
         cpu = (after.user - before.user) + (after.system - before.system)
         assert cpu < 0.5, cpu  # a busy-spinning loop would burn ~3 s of CPU in 3 s

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 from types import SimpleNamespace
 
@@ -114,6 +115,8 @@ def test_the_web_ui_page_never_carries_the_password(protected, queue):
         while page is None and time.monotonic() < deadline and proc.poll() is None:
             try:
                 page = urllib.request.urlopen(f"http://127.0.0.1:{web_port}/", timeout=5).read().decode()
+            except urllib.error.HTTPError:
+                raise  # the web UI answered, with an error: not one still starting
             except OSError:
                 time.sleep(0.2)
         assert page is not None, proc.communicate(timeout=10)[0][-2000:]
@@ -159,7 +162,11 @@ def test_a_whole_run_and_its_check_never_show_the_password(protected, tmp_path, 
          "--csv", str(tmp_path / "stats")],
         cwd=ROOT, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     drain_seen = False
+    deadline = time.monotonic() + 120
     while proc.poll() is None:  # sampled for as long as the run lasts
+        if time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail("the 3 s run did not end within 120 s")
         listing = process_tree_args(proc.pid)
         ps_seen.append(listing)
         drain_seen = drain_seen or "queuestorm drain" in listing

@@ -146,7 +146,11 @@ def test_jobs_the_library_will_still_run_are_unfinished_and_dead_ones_lost(name,
     r.lrem(waiting, 1, second)
     r.zadd(will_run.format(q=queue), {first: time.time() + 3600})
     r.zadd(dead.format(q=queue), {second: time.time()})
-    v = check_run(r, run_id, target=r, protocol=make_protocol(name, queue))
+    try:
+        v = check_run(r, run_id, target=r, protocol=make_protocol(name, queue))
+    finally:  # Sidekiq's retry and dead sets are the server's, not the queue's: later tests read them too
+        r.zrem(will_run.format(q=queue), first)
+        r.zrem(dead.format(q=queue), second)
     assert (v.unfinished, v.lost) == (3, 1)
     lost_seq = int(v.lost_ids[0].split("-")[1])
     assert v.unfinished_ids == seq_ids(set(range(4)) - {lost_seq})
@@ -245,6 +249,134 @@ def test_a_job_missing_from_two_passes_is_lost_after_exactly_two(r, queue, run_i
     protocol.passes = 1  # behaves as a plain list from the first pass on
     v = check_run(r, run_id, target=r, protocol=protocol)
     assert protocol.passes == 3 and (v.unfinished, v.lost, v.lost_ids) == (3, 1, ["1-0"])
+
+
+def test_a_job_evading_the_first_pass_in_an_earlier_chunk_gets_its_second_pass(r, queue, run_id, monkeypatch):
+    """The bitmaps read a byte at a time: what is missing is counted over every chunk, not the last one alone (whose
+    jobs are all queued here), so seq 0, in a consumer's hands during the first pass, is found by the second."""
+    monkeypatch.setattr(check, "CHUNK_BYTES", 1)
+    enqueue_jobs(r, "list", queue, run_id, 16)
+    protocol = MovingDuringFirstPass(queue)
+    v = check_run(r, run_id, target=r, protocol=protocol)
+    assert protocol.passes == 2 and (v.unfinished, v.lost) == (16, 0)
+
+
+def test_a_queued_job_marks_only_its_own_seq_found(r, queue, run_id):
+    """Seq 0 still queued, seqs 1-7 (the same bitmap byte) taken and never completed: those seven are lost."""
+    enqueue_jobs(r, "list", queue, run_id, 8)
+    r.lpop(queue, 7)  # the newest seven: seq 0 is left
+    v = check_run(r, run_id, target=r, protocol=make_protocol("list", queue))
+    assert (v.unfinished, v.unfinished_ids, v.lost) == (1, ["1-0"], 7)
+
+
+def test_a_queued_job_beyond_what_the_ledger_knows_of_its_producer_is_no_crash(r, queue, run_id):
+    """A job of the run whose seq is past its producer's bitmaps (a ledger trimmed, a body forged): not found, no
+    IndexError; the ledger's own jobs are classified as ever."""
+    from queuestorm.jobs import JobEncoder
+
+    enqueue_jobs(r, "list", queue, run_id, 5)  # one bitmap byte
+    r.lpush(queue, JobEncoder(run_id, 1, 10).encode(8), JobEncoder(run_id, 1, 10).encode(9))  # bytes 1: past it
+    v = check_run(r, run_id, target=r, protocol=make_protocol("list", queue))
+    assert (v.enqueued, v.unfinished, v.lost) == (5, 5, 0)
+
+
+def test_a_drain_report_without_a_readable_time_is_not_live(r, queue, run_id):
+    enqueue_jobs(r, "list", queue, run_id, 3)
+    r.rpop(queue)  # seq 0, held by a drain whose report cannot say when it was written
+    publish_report(r, run_id, "drain-undated", ["1-0"])
+    r.hset(RunKeys(run_id).drain("drain-undated"), "updated_at", json.dumps("soon"))
+    v = check_run(r, run_id, target=r, protocol=make_protocol("list", queue))
+    assert (v.unfinished, v.lost, v.lost_ids) == (2, 1, ["1-0"])
+
+
+def test_a_drain_report_is_live_up_to_exactly_its_age_limit():
+    now = 1000.0
+    assert check._is_live({"updated_at": now - check.LIVE_REPORT_SECONDS}, now)
+    assert not check._is_live({"updated_at": now - check.LIVE_REPORT_SECONDS - 0.001}, now)
+    assert not check._is_live({"updated_at": now, "final": True}, now)
+    assert not check._is_live({}, now)
+
+
+def test_two_live_drains_each_speak_for_the_jobs_they_hold(r, queue, run_id):
+    enqueue_jobs(r, "list", queue, run_id, 4)
+    r.rpop(queue, 2)  # seqs 0 and 1: one in each drain's memory
+    publish_report(r, run_id, "drain-one", ["1-0"])
+    publish_report(r, run_id, "drain-two", ["1-1"])
+    v = check_run(r, run_id, target=r, protocol=make_protocol("list", queue))
+    assert (v.unfinished, v.lost) == (4, 0)
+
+
+class Scripted(ListProtocol):
+    """A list whose lookup passes are scripted: `hidden[pass]` are the seqs in a consumer's hands (off the queue)
+    while that pass reads it, back afterwards; `during[pass]()` runs once that pass has read the queue."""
+
+    def __init__(self, queue, hidden=None, during=None):
+        super().__init__(queue)
+        self.passes, self.hidden, self.during = 0, hidden or {}, during or {}
+
+    def unfinished_bodies(self, client):
+        this = self.passes
+        self.passes += 1
+        bodies = client.lrange(self.queue, 0, -1)
+        seen = [b for b in bodies if decode(b).seq not in self.hidden.get(this, ())]
+        yield seen
+        if this in self.during:
+            self.during[this]()
+
+
+def test_a_job_found_only_by_the_third_pass_is_unfinished_and_the_first_pass_never_ends_the_search(r, queue,
+                                                                                                      run_id):
+    """Seq 0 evades pass 1, seq 1 passes 1 and 2: each pass that finds something earns another, and a first pass
+    that finds nothing is not the end (there is no earlier pass to compare with)."""
+    enqueue_jobs(r, "list", queue, run_id, 2)
+    protocol = Scripted(queue, hidden={0: {0, 1}, 1: {1}})
+    v = check_run(r, run_id, target=r, protocol=protocol)
+    assert protocol.passes == 3 and (v.unfinished, v.lost) == (2, 0)
+
+
+def test_completions_during_the_lookup_in_every_chunk_are_counted_with_those_before(r, queue, run_id, monkeypatch):
+    """Bitmaps read a byte at a time; seqs 0-3 completed before the check (seq 1 a maybe-enqueued job: recovered),
+    seqs 15, 17 (maybe-enqueued) and 23 completed while the first pass reads the queue, the last jobs of their
+    bytes: every completion counted once, in its own byte, recovered ones too, none left open."""
+    from queuestorm.jobs import JobEncoder
+    from queuestorm.ledger import Ledger
+
+    monkeypatch.setattr(check, "CHUNK_BYTES", 1)
+    ledger = Ledger(r, run_id)
+    ledger.create_run({"protocol": "list", "queue": queue})
+    producer = ledger.register_producer()
+    encoder = JobEncoder(run_id, producer.producer_id, 10)
+    maybe = {1, 10, 17}
+    for _ in range(24):
+        seq = producer.next_seq()
+        r.lpush(queue, encoder.encode(seq))
+        (producer.maybe_enqueued if seq in maybe else producer.enqueued)(seq)
+    producer.close()
+    recorder = CompletionRecorder(r)
+
+    def complete(seqs):
+        bodies = [b for b in r.lrange(queue, 0, -1) if decode(b).seq in seqs]
+        for body in bodies:
+            r.lrem(queue, 1, body)
+        recorder.record([(decode(b), 1.0) for b in bodies])
+
+    complete({0, 1, 2, 3})
+    late = {15, 17, 23}
+    protocol = Scripted(queue, hidden={0: late}, during={0: lambda: complete(late)})
+    v = check_run(r, run_id, target=r, protocol=protocol)
+    assert (v.completed, v.recovered, v.lost) == (7, 2, 0)
+    assert v.unfinished == 24 - 7 and v.unfinished_ids == seq_ids(set(range(4, 24)) - late)
+
+
+def test_a_drain_that_finishes_between_passes_leaves_what_it_held_found(r, queue, run_id):
+    """A live drain holds seq 0 during the first pass, then publishes its final report: the second pass (seq 1 is
+    nowhere) no longer waits on it, and seq 0 stays found."""
+    enqueue_jobs(r, "list", queue, run_id, 3)
+    r.rpop(queue, 2)  # seqs 0 and 1
+    publish_report(r, run_id, "drain-done", ["1-0"])
+    protocol = Scripted(queue, during={1: lambda: publish_report(r, run_id, "drain-done", [], final=True)})
+    v = check_run(r, run_id, target=r, protocol=protocol)
+    assert protocol.passes == 2 and (v.unfinished, v.lost, v.lost_ids) == (2, 1, ["1-1"])
 
 
 @pytest.fixture

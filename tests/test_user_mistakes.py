@@ -21,7 +21,7 @@ from queuestorm.preflight import check_key_types, require_permissions
 from queuestorm.protocols import PROTOCOLS, make_protocol
 from queuestorm.scenario import apply_scenario, load_faults
 
-from helpers import enqueue_jobs, locust, queuestorm, start_redis_server
+from helpers import enqueue_jobs, locust, queuestorm, start_redis_server, wait_until
 
 BAD_NUMBERS = ("inf", "nan", "-1", "1e30")
 # what each subcommand needs besides the option under test, so that only the number is wrong
@@ -200,9 +200,7 @@ def test_a_read_only_replica_is_one_line_in_drain_clean_and_errors(replica, queu
     primary_port, replica_port = replica
     primary, copy = redis.Redis(port=primary_port), redis.Redis(port=replica_port)
     enqueue_jobs(primary, "reliable", queue, "ro-run", 2)
-    deadline = time.monotonic() + 20
-    while copy.llen(queue) != 2 and time.monotonic() < deadline:
-        time.sleep(0.05)  # until the replica has the jobs: then a clean there has keys to delete
+    wait_until(lambda: copy.llen(queue) == 2, "the replica to have the jobs", 20)  # then a clean there deletes keys
     url = f"redis://127.0.0.1:{replica_port}/0"
     one_line(queuestorm("drain", "--redis-url", url, "--protocol", "reliable", "--queue", queue, timeout=30),
              url, "read-only replica", "BLMOVE")

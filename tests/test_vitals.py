@@ -8,9 +8,9 @@ import time
 
 import gevent
 from queuestorm import drain_reports
-from queuestorm.vitals import VitalsSampler, rss_bytes
+from queuestorm.vitals import VitalsSampler, cpu_seconds, rss_bytes
 
-from helpers import ROOT, queuestorm
+from helpers import ROOT, queuestorm, read_line, wait_until
 from test_drain import enqueue_jobs
 
 
@@ -20,26 +20,32 @@ def test_sampler_measures_memory_growth_cpu_lag_and_ping(redis_url):
     hoard = [bytearray(1024 * 1024) for _ in range(40)]  # 40 MB held: the growth must show it
     for block in hoard:
         block[::4096] = b"x" * len(block[::4096])
+    wall, cpu = time.monotonic(), cpu_seconds()
     deadline = time.monotonic() + 0.3
     while time.monotonic() < deadline:  # a CPU-bound stretch, which also starves the loop
         pass
+    measured = (cpu_seconds() - cpu) / (time.monotonic() - wall) * 100  # this test's own figure for the stretch
     sampler.sample()
     s = sampler.summary()
+    # the second sample's window holds the hoarding and the stretch: its CPU share is the stretch's, near enough
+    assert abs(sampler.cpu.last - measured) < 25 and measured > 20, (sampler.cpu.last, measured)
     assert s["samples"] == 2 and s["role"] == "worker" and s["pid"] > 0 and s["host"]
     assert s["rss_growth_mb"] >= 35, s
     assert s["rss_mb_max"] >= s["rss_mb_first"] + 35
-    assert s["cpu_pct_max"] > 0
+    assert s["cpu_pct_max"] >= round(sampler.cpu.last, 1) - 0.1  # the summary rounds
     assert s["ping_ms_mean"] > 0 and s["ping_errors"] == 0
     del hoard
 
 
 def test_lag_probe_sees_a_blocked_event_loop():
     sampler = VitalsSampler("drain").start()
-    gevent.sleep(0.15)
+    gevent.sleep(0)  # the probe greenlet runs to its first sleep
     busy_until = time.monotonic() + 0.3
     while time.monotonic() < busy_until:  # holds the loop, as CPU-bound work or an unpatched blocking call would
         pass
-    gevent.sleep(0.15)
+    deadline = time.monotonic() + 10
+    while sampler._window_lag == 0 and time.monotonic() < deadline:  # until the probe wakes, late
+        gevent.sleep(0.01)
     sampler.stop()
     s = sampler.summary()
     assert s["lag_ms_max"] >= 150, s
@@ -61,12 +67,13 @@ def test_drain_processes_publish_vitals_and_throughput_per_run(tmp_path, r, redi
                               "--processes", "2", "--concurrency", "4", "--batch", "1", "--stats-interval", "0.2"],
                              stdout=subprocess.PIPE, text=True, cwd=ROOT)
     started = set()
-    while len(started) < 2:  # both processes up and blocked on the queue: jobs pushed one by one reach both
-        started.add(json.loads(drain.stdout.readline())["drain"])
-    enqueue_jobs(r, run_id, queue, 200)
-    while int(r.get(f"queuestorm:{{{run_id}}}:completions") or 0) < 200:
-        time.sleep(0.1)
-    drain.send_signal(signal.SIGTERM)
+    try:
+        while len(started) < 2:  # both processes up and blocked on the queue: jobs pushed one by one reach both
+            started.add(json.loads(read_line(drain.stdout, "a stats line of each drain process"))["drain"])
+        enqueue_jobs(r, run_id, queue, 200)
+        wait_until(lambda: int(r.get(f"queuestorm:{{{run_id}}}:completions") or 0) >= 200, "200 completions", 60)
+    finally:
+        drain.send_signal(signal.SIGTERM)
     out, _ = drain.communicate(timeout=30)
     assert drain.returncode == 0
     reports = drain_reports.read(r, run_id)
@@ -77,7 +84,13 @@ def test_drain_processes_publish_vitals_and_throughput_per_run(tmp_path, r, redi
         assert rep["role"] == "drain" and rep["final"] is True
         assert rep["samples"] >= 1 and rep["rss_mb_max"] > 0 and rep["ping_errors"] == 0
     check = queuestorm("check", "--run-id", run_id, "--ledger-url", redis_url, "--json", str(tmp_path / "v.json"))
-    assert check.returncode == 0 and "Processes" in check.stdout
+    assert check.returncode == 0, check.stdout + check.stderr
+    lines = check.stdout.split("Processes\n", 1)[1].splitlines()  # border, header, border, rows, border
+    end = next(i for i in range(3, len(lines)) if lines[i].startswith("+"))
+    rows = [[cell.strip() for cell in line.strip("|").split("|")] for line in lines[3:end]]
+    table = "\n".join(lines[:end + 1])
+    shown = {(row[0], row[2], row[8]) for row in rows}  # process, pid, completed
+    assert {(rep["name"], str(rep["pid"]), str(rep["completed"])) for rep in reports} <= shown, table
     assert {v["pid"] for v in json.loads((tmp_path / "v.json").read_text())["vitals"]} == started
     key = f"queuestorm:{{{run_id}}}:drain:{reports[0]['name']}"
     assert 0 < r.ttl(key) <= drain_reports.REPORT_TTL

@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 
@@ -110,10 +111,38 @@ def wait_for(fetch, until, timeout=60):
             last = fetch()
             if until(last):
                 return last
+        except urllib.error.HTTPError:
+            raise  # the server answered, with an error (a 500): not a server still starting
         except OSError:
-            pass
+            pass  # nothing listens yet
         time.sleep(0.3)
     raise AssertionError(f"gave up waiting; last answer: {str(last)[:2000]}")
+
+
+def test_wait_for_fails_at_once_on_an_http_500_instead_of_waiting_it_out():
+    import http.server
+    import threading
+
+    import pytest
+
+    class Broken(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_error(500, "stats exploded")
+
+        def log_message(self, *_args):
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Broken)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        started = time.monotonic()
+        with pytest.raises(urllib.error.HTTPError) as raised:
+            wait_for(lambda: get_json(f"http://127.0.0.1:{server.server_port}/queuestorm/stats"), lambda d: True,
+                     timeout=20)
+        assert raised.value.code == 500 and time.monotonic() - started < 10
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def stop_test(base):
@@ -165,9 +194,9 @@ def test_stats_endpoint_serves_the_run_live_and_its_verdict_at_the_end(tmp_path,
     assert {"locust", f"inline-{proc.pid}-0"} <= names
 
 
-def test_start_form_shows_every_option_and_its_per_test_values_take_effect(tmp_path, redis_url, queue):
-    """The web UI's start form lists queuestorm's options with their help; a test started from it with --rate 40
-    runs at 40/s."""
+def test_start_form_shows_every_option_and_its_per_test_values_take_effect(tmp_path, r, redis_url, queue):
+    """The web UI's start form lists queuestorm's options with their help; a test started from it with --rate 40,
+    --payload-kb 2 and --max-duplicated 3 runs at 40/s with 2 KB jobs, judged with that allowance."""
     port = free_port()
     report = tmp_path / "verdict.json"
     full_env = dict(os.environ, REDIS_URL=redis_url)
@@ -189,7 +218,8 @@ def test_start_form_shows_every_option_and_its_per_test_values_take_effect(tmp_p
         assert args["host"] == redis_url and not args["missing_host_warning"]
 
         form = urllib.parse.urlencode({"user_count": 2, "spawn_rate": 2, "host": "", "run_time": "3s",
-                                       "rate": "40", "report": str(report)}).encode()
+                                       "rate": "40", "report": str(report), "payload_kb": "2",
+                                       "max_duplicated": "3"}).encode()
         with urllib.request.urlopen(base + "/swarm", data=form, timeout=5) as response:
             assert json.load(response)["success"]
         final = wait_for(lambda: get_json(base + "/queuestorm/stats"), lambda d: d["verdict"] is not None)
@@ -198,7 +228,11 @@ def test_start_form_shows_every_option_and_its_per_test_values_take_effect(tmp_p
     finally:
         proc.terminate()
         output = proc.communicate(timeout=30)[0]
-    assert "start form: this test runs with --rate 40.0" in output, output[-3000:]
+    assert "start form: this test runs with --max-duplicated 3, --payload-kb 2.0, --rate 40.0" in output, \
+        output[-3000:]
+    meta = r.hgetall(f"queuestorm:{{{final['run_id']}}}:meta")
+    assert float(meta[b"payload_kb"]) == 2.0 and float(meta[b"rate"]) == 40.0
+    assert json.loads(report.read_text())["max_duplicated"] == 3
     assert final["verdict"]["verdict"] == "pass"
     assert 25 <= final["verdict"]["achieved_rate"] <= 50, final["verdict"]
     assert json.loads(report.read_text())["verdict"] == "pass"
