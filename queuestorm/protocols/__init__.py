@@ -1,6 +1,6 @@
 """Wire protocols by name. Adding one means adding a module and a line here, nothing else."""
 
-from ..errors import UsageError
+from ..model.errors import UsageError
 from .base import PROBE, DeclaredKey, Delivery, Protocol
 from .beequeue import BeeQueueProtocol
 from .bullmq import BullMQProtocol

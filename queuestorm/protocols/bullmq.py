@@ -18,7 +18,7 @@ from typing import NamedTuple
 
 import redis
 
-from ..errors import UsageError
+from ..model.errors import UsageError
 from .base import PROBE, DeclaredKey, Delivery, Protocol, list_pages, zset_pages
 
 PREFIX = "bull"

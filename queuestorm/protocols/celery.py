@@ -23,7 +23,7 @@ from typing import NamedTuple
 
 import redis
 
-from ..errors import UsageError
+from ..model.errors import UsageError
 from .base import PROBE, DeclaredKey, Delivery, Protocol, hash_value_pages, list_pages
 
 TASK = "queuestorm.work"

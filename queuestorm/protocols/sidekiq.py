@@ -21,7 +21,7 @@ import time
 
 import redis
 
-from ..errors import UsageError
+from ..model.errors import UsageError
 from .base import PROBE, DeclaredKey, Delivery, Protocol, glob_escape, list_pages, matching_keys, zset_pages
 
 JOB_CLASS = "QueuestormJob"

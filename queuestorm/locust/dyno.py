@@ -1,0 +1,235 @@
+"""The dyno harness of seed 003: each DynoWorkerUser is one worker of a worker dyno.
+
+A dispatcher per Locust process (a dyno) sends --tasks-per-second (default: its share of --rate), round robin, onto each worker's own
+list (under the run's prefix); every task is a ledger-recorded enqueue. A worker takes its tasks one at a time and
+does the job's work: `fetch` (read up to --max-flats items of its list of flats), `save` (write the task's payload,
+trim the list to --max-flats) and `ping`, each a timed Locust event, `task` timing the whole job; then it records
+the completion in the ledger. A worker's backlog is the tasks sent to it and not completed; a worker reaching
+--backlog-limit fails the run, which stops.
+"""
+
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+
+import gevent
+import redis
+from locust import User, constant, task
+from locust.runners import LocalRunner, WorkerRunner
+
+from . import plugin
+from ..redis.connection import DRAIN_CLIENT, LOAD_CLIENT, connect
+from ..produce.failures import classified
+from ..produce.timing import timed
+from ..model.jobs import decode
+from ..model.keys import RunKeys
+from ..ledger.writer import CompletionRecorder
+
+log = logging.getLogger("queuestorm")
+
+EVENT_TYPE = "dyno"
+TICK = 0.01
+FETCH_BLOCK_SECONDS = 1.0
+FINISH_SECONDS = 10.0
+LIMIT_MESSAGE = "queuestorm_backlog_limit"
+DYNO_REPORT_MESSAGE = "queuestorm_dyno_report"
+
+
+@dataclass
+class WorkerState:
+    index: int
+    queue: str
+    flats: str
+    sent: int = 0
+    received: int = 0
+    completed: int = 0
+    max_backlog: int = 0
+    reached_limit: bool = False
+    timings: dict = field(default_factory=lambda: {name: [0.0, 0] for name in ("task", "fetch", "save", "ping")})
+
+    @property
+    def backlog(self) -> int:
+        return self.sent - self.completed
+
+    def row(self) -> dict:
+        means = {f"{name}_mean_ms": round(total / count, 2) if count else None
+                 for name, (total, count) in self.timings.items()}
+        return {"pid": os.getpid(), "worker": self.index, "cycles": self.completed, "received": self.received,
+                "max_backlog": self.max_backlog, "reached_limit": self.reached_limit, **means}
+
+
+class DynoFleet:
+    """The workers of one Locust process and the dispatcher that feeds them."""
+
+    def __init__(self, environment):
+        self.environment = environment
+        self.runtime = plugin.current(environment)
+        config = self.runtime.config
+        self.config = config
+        self.keys = RunKeys(config.run_id)
+        self.workers: list[WorkerState] = []
+        self._dispatcher: gevent.Greenlet | None = None
+        self._stopping = False
+
+    def add_worker(self) -> WorkerState:
+        index = len(self.workers)
+        base = self.keys.dyno_worker(self.runtime.recorder.producer_id, index)
+        worker = WorkerState(index, base + ":tasks", base + ":flats")
+        self.workers.append(worker)
+        if self._dispatcher is None:
+            self._dispatcher = gevent.spawn(self._dispatch)
+        return worker
+
+    def _dispatch(self) -> None:
+        client = connect(self.runtime.load_url, check=False, name=self.runtime.client_name(LOAD_CLIENT))
+        runtime, request = self.runtime, self.environment.events.request
+        if not self._rate():
+            log.error("dyno workers need --tasks-per-second or --rate: no task is sent")
+            return
+        credit, last, turn = 0.0, time.monotonic(), 0
+        while True:
+            gevent.sleep(TICK)
+            now = time.monotonic()
+            # the rate share is read each tick: the master re-splits --rate when Locust workers join or leave
+            credit += (now - last) * self._rate()
+            last = now
+            due = int(credit)
+            if due <= 0 or not self.workers:
+                continue
+            credit -= due
+            batch = []
+            for _ in range(due):
+                worker = self.workers[turn % len(self.workers)]
+                turn += 1
+                seq = runtime.recorder.next_seq()
+                batch.append((worker, seq, runtime.encoder.encode(seq)))
+            pipe = client.pipeline(transaction=False)
+            for worker, _, body in batch:
+                pipe.lpush(worker.queue, body)
+            t0 = time.perf_counter()
+            error = None
+            try:
+                pipe.execute()
+            except Exception as e:  # noqa: BLE001 — every failure is a failed Locust request
+                error = e
+            elapsed = (time.perf_counter() - t0) * 1000
+            for worker, seq, body in batch:
+                request.fire(request_type=EVENT_TYPE, name="send", response_time=elapsed, response_length=len(body),
+                             exception=classified(error), context={})
+                if error is None:
+                    runtime.recorder.enqueued(seq)
+                    worker.sent += 1
+                    self._note_backlog(worker)
+                else:
+                    runtime.recorder.maybe_enqueued(seq)
+
+    def _rate(self) -> float:
+        """The capacity search sets the rate step by step, through the pacer: --tasks-per-second gives way."""
+        config = self.config
+        return self.runtime.pacer.rate if config.find_capacity else config.tasks_per_second or self.runtime.pacer.rate
+
+    def _note_backlog(self, worker: WorkerState) -> None:
+        worker.max_backlog = max(worker.max_backlog, worker.backlog)
+        if worker.backlog >= self.config.backlog_limit and not worker.reached_limit:
+            worker.reached_limit = True
+            log.error("dyno worker %d reached the backlog limit (%d)", worker.index, self.config.backlog_limit)
+            if self._stopping or self.config.find_capacity:  # the search measures the backlog's growth itself
+                return
+            self._stopping = True
+            runner = self.environment.runner
+            if isinstance(runner, WorkerRunner):
+                runner.send_message(LIMIT_MESSAGE, 1)
+            elif isinstance(runner, LocalRunner):
+                gevent.spawn(runner.quit)
+
+    def stop_dispatch(self) -> None:
+        if self._dispatcher is not None:
+            self._dispatcher.kill()
+
+    def finish(self) -> None:
+        """After the users stopped: work off what was sent and not yet taken, as a graceful worker shutdown does."""
+        runners = [gevent.spawn(_work_off, self, worker) for worker in self.workers]
+        gevent.joinall(runners, timeout=FINISH_SECONDS)
+        gevent.killall(runners)
+
+    def rows(self) -> list[dict]:
+        return [w.row() for w in self.workers]
+
+
+def _work_off(fleet: DynoFleet, worker: WorkerState) -> None:
+    client = connect(fleet.runtime.load_url, check=False, name=fleet.runtime.client_name(DRAIN_CLIENT))
+    ledger = CompletionRecorder(connect(fleet.runtime.ledger_url, check=False))
+    while True:
+        body = client.rpop(worker.queue)
+        if body is None:
+            return
+        _do_task(fleet, worker, client, ledger, body)
+
+
+def _timed(fleet: DynoFleet, worker: WorkerState, name: str, operation) -> Exception | None:
+    """Run one step as a timed Locust event, kept in the worker's own means too; returns its error, if any."""
+    with timed(fleet.environment.events.request, EVENT_TYPE, name) as request:
+        operation()
+    timing = worker.timings[name]
+    timing[0] += request.response_time
+    timing[1] += 1
+    return request.exception
+
+
+def _do_task(fleet: DynoFleet, worker: WorkerState, client, ledger: CompletionRecorder, body: bytes) -> None:
+    """The job's work; a task whose step failed is not completed (the loss check will say so)."""
+    worker.received += 1
+    max_flats = fleet.config.max_flats
+
+    def save():
+        pipe = client.pipeline(transaction=False)
+        pipe.lpush(worker.flats, body)
+        pipe.ltrim(worker.flats, 0, max_flats - 1)
+        pipe.execute()
+
+    def work():
+        for name, operation in (("fetch", lambda: client.lrange(worker.flats, 0, max_flats - 1)), ("save", save),
+                                ("ping", client.ping)):
+            error = _timed(fleet, worker, name, operation)
+            if error is not None:
+                raise error
+        job = decode(body)
+        if job is not None:
+            ledger.record([(job, (time.time() - job.enqueued_at) * 1000)])
+
+    if _timed(fleet, worker, "task", work) is None:
+        worker.completed += 1
+
+
+class DynoWorkerUser(User):
+    """One worker of a worker dyno (seed 003). Needs --rate: the dispatcher sends tasks at this process's share."""
+
+    wait_time = constant(0)
+
+    def on_start(self):
+        runtime = plugin.current(self.environment)
+        self.fleet = plugin.dyno_fleet(self.environment, DynoFleet)
+        self.worker = self.fleet.add_worker()
+        self.client = connect(runtime.load_url, block_seconds=FETCH_BLOCK_SECONDS, check=False,
+                              name=runtime.client_name(DRAIN_CLIENT))
+        self.ledger = CompletionRecorder(connect(runtime.ledger_url, check=False))
+
+    @task
+    def work(self):
+        try:
+            reply = self.client.brpop([self.worker.queue], FETCH_BLOCK_SECONDS)
+        except (redis.ConnectionError, redis.TimeoutError) as e:
+            self.environment.events.request.fire(request_type=EVENT_TYPE, name="receive", response_time=0,
+                                                 response_length=0, exception=classified(e), context={})
+            gevent.sleep(0.1)
+            return
+        if reply is None:
+            return
+        try:
+            _do_task(self.fleet, self.worker, self.client, self.ledger, reply[1])
+        except gevent.GreenletExit:
+            # the run stopped this user mid-task (past --stop-timeout): the task goes back to the consuming end of
+            # its list, where the work-off at the stop finds it, rather than vanishing with the greenlet
+            self.client.rpush(self.worker.queue, reply[1])
+            raise
