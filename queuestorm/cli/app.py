@@ -10,8 +10,7 @@ import sys  # noqa: E402
 
 import redis  # noqa: E402
 
-from ..ledger import error_queue
-from . import fault as fault_cli, foreign, outside
+from . import error_queue, fault as fault_cli, flags, foreign, outside  # noqa: E402
 from ..model import settings  # noqa: E402
 from ..redis.connection import describe_redis_error  # noqa: E402
 from ..model.errors import EXIT_CANNOT_RUN, EXIT_FAILED, EXIT_PASS, UsageError  # noqa: E402
@@ -21,27 +20,20 @@ from ..model.option_types import ArgumentParser, bounded  # noqa: E402
 
 def _add_drain(sub) -> None:
     p = sub.add_parser("drain", help="consume jobs, record completions in the ledger, acknowledge")
-    p.add_argument("--redis-url", default=settings.env("REDIS_URL"), help="Redis under test [REDIS_URL]")
-    p.add_argument("--ledger-url", default=settings.env("QS_LEDGER_URL"),
-                   help="Redis holding the ledger [QS_LEDGER_URL; default: --redis-url]")
-    p.add_argument("--protocol", default=settings.env("QS_PROTOCOL", settings.DEFAULT_PROTOCOL),
-                   help="wire protocol [QS_PROTOCOL; default: list]")
-    p.add_argument("--queue", default=settings.env("QS_QUEUE", settings.DEFAULT_QUEUE),
-                   help=f"queue key [QS_QUEUE; default: {settings.DEFAULT_QUEUE}]")
-    p.add_argument("--concurrency", type=bounded(int, low=1, high=10000),
-                   default=settings.env("QS_DRAIN_CONCURRENCY", "10"),
-                   help="greenlets per process [QS_DRAIN_CONCURRENCY; default: 10]")
+    flags.add(p, "redis_url", "Redis under test")
+    flags.add(p, "ledger_url", "Redis holding the ledger", shown="--redis-url")
+    flags.add(p, "protocol", "wire protocol")
+    flags.add(p, "queue", "queue key")
+    flags.add(p, "drain_concurrency", "greenlets per process", flag="--concurrency", dest="concurrency")
     p.add_argument("--processes", type=bounded(int, low=1, high=1000), default=1,
                    help="drain processes to run side by side (default: 1)")
     p.add_argument("--batch", type=bounded(int, low=1, high=100000), default=settings.env("QS_DRAIN_BATCH", "50"),
                    help="jobs taken per fetch when there is no --work-ms [QS_DRAIN_BATCH; default: 50]")
-    p.add_argument("--visibility-timeout", type=bounded(low=0.1),
-                   default=settings.env("QS_VISIBILITY_TIMEOUT", "30"),
-                   help="seconds a silent consumer keeps its jobs before the reaper returns them to the queue "
-                        "(reliable, stream) [QS_VISIBILITY_TIMEOUT; default: 30]")
+    flags.add(p, "visibility_timeout", "seconds a silent consumer keeps its jobs before the reaper returns them to "
+              "the queue (reliable, stream)")
     p.add_argument("--block", type=bounded(above=0, high=3600), default=settings.DEFAULT_BLOCK_SECONDS,
                    help="seconds a fetch blocks waiting for a job (default: 1)")
-    p.add_argument("--work-ms", type=bounded(), default=0.0, help="simulated work per job, in ms (default: 0)")
+    flags.add(p, "work_ms", "simulated work per job, in ms")
     p.add_argument("--until-empty", action="store_true", help="exit once the queue is empty and nothing moves")
     p.add_argument("--stats-interval", type=bounded(above=0), default=3.0,
                    help="seconds between stats lines (default: 3)")
@@ -51,25 +43,19 @@ def _add_drain(sub) -> None:
 
 def _add_check(sub) -> None:
     p = sub.add_parser("check", help="classify every job of a run: lost, duplicated, unexpected, recovered")
-    p.add_argument("--run-id", default=settings.env("QS_RUN_ID"), help="run to check [QS_RUN_ID]")
-    p.add_argument("--ledger-url", default=settings.env("QS_LEDGER_URL", settings.env("REDIS_URL")),
-                   help="Redis holding the ledger [QS_LEDGER_URL, then REDIS_URL]")
-    p.add_argument("--json", dest="json_path", default=settings.env("QS_REPORT"),
-                   help="also write the verdict as JSON here [QS_REPORT]")
-    p.add_argument("--max-duplicated", type=bounded(int), default=settings.env("QS_MAX_DUPLICATED", "0"),
-                   help="duplicates tolerated before the run fails [QS_MAX_DUPLICATED; default: 0]")
-    p.add_argument("--max-lost", type=int, default=int(settings.env("QS_MAX_LOST", 0)),
-                   help="lost jobs tolerated before the run fails [QS_MAX_LOST; default: 0]")
-    p.add_argument("--redis-url", default=settings.env("REDIS_URL"),
-                   help="Redis under test, searched for the run's jobs still queued or held, which are unfinished, "
-                        "not lost [REDIS_URL; default: --ledger-url]")
+    flags.add(p, "run_id", "run to check")
+    flags.add(p, "ledger_url", "Redis holding the ledger", also_env="REDIS_URL")
+    flags.add(p, "report", "also write the verdict as JSON here", flag="--json", dest="json_path")
+    flags.add(p, "max_duplicated", "duplicates tolerated before the run fails")
+    flags.add(p, "max_lost", "lost jobs tolerated before the run fails")
+    flags.add(p, "redis_url", "Redis under test, searched for the run's jobs still queued or held, which are "
+              "unfinished, not lost", shown="--ledger-url")
 
 
 def _add_clean(sub) -> None:
     p = sub.add_parser("clean", help="delete one run's ledger keys (by prefix; nothing else)")
-    p.add_argument("--run-id", default=settings.env("QS_RUN_ID"), help="run to delete [QS_RUN_ID]")
-    p.add_argument("--ledger-url", default=settings.env("QS_LEDGER_URL", settings.env("REDIS_URL")),
-                   help="Redis holding the ledger [QS_LEDGER_URL, then REDIS_URL]")
+    flags.add(p, "run_id", "run to delete")
+    flags.add(p, "ledger_url", "Redis holding the ledger", also_env="REDIS_URL")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -78,7 +64,7 @@ def parser() -> argparse.ArgumentParser:
     _add_drain(sub)
     _add_check(sub)
     _add_clean(sub)
-    fault_cli.add_parser(sub, settings.env("REDIS_URL"))
+    fault_cli.add_parser(sub)
     error_queue.add_parser(sub)
     foreign.add_parser(sub)
     outside.add_parser(sub)

@@ -8,7 +8,7 @@ import time
 
 import gevent
 
-from ..model import settings
+from . import flags
 from ..redis.connection import connect, redact, scrub
 from ..model.errors import EXIT_PASS, UsageError
 from ..model.keys import valid_run_id
@@ -23,19 +23,18 @@ PARAMETERS = ("mode", "target", "maxclients", "delay_ms", "jitter_ms",  # the YA
               "direction", "after_bytes", "after_ms", "rate_kb", "size")
 
 
-def add_parser(sub, redis_url_default) -> None:
+def add_parser(sub) -> None:
     p = sub.add_parser("fault", help="inject one fault by hand (client-kill, pause, maxclients, latency, "
                                      "failover, blackhole, reset-peer, bandwidth, slicer)",
                        description=__doc__)
     p.add_argument("kind", choices=MANUAL_KINDS)
-    p.add_argument("--redis-url", default=redis_url_default, help="the Redis to act on [REDIS_URL]")
+    flags.add(p, "redis_url", "the Redis to act on")
     p.add_argument("--duration", type=bounded(), default=0.0,
                    help="seconds the fault lasts before it is undone (pause, maxclients, latency)")
     p.add_argument("--mode", help="pause: write (default) or all; failover: sentinel (SENTINEL FAILOVER, the only "
                                   "one outside a run)")
     p.add_argument("--target", help="client-kill: load, drain or all (default) — by queuestorm's client names")
-    p.add_argument("--run-id", default=settings.env("QS_RUN_ID"),
-                   help="client-kill: the run whose connections are killed [QS_RUN_ID]")
+    flags.add(p, "run_id", "client-kill: the run whose connections are killed")
     p.add_argument("--all-runs", action="store_true",
                    help="client-kill: every run's connections (and those of drains started outside a run)")
     p.add_argument("--maxclients", type=bounded(int, low=1), help="maxclients: the lowered limit (default: 10)")

@@ -7,7 +7,7 @@ import sys
 
 import redis
 
-from ..model import settings
+from . import flags
 from ..redis.connection import connect
 from ..model.errors import EXIT_PASS, UsageError
 from ..model.keys import parking_key
@@ -20,11 +20,9 @@ PREVIEW_BYTES = 120
 def add_parser(sub) -> None:
     p = sub.add_parser("foreign", help="list the jobs a drain parked instead of running, or put them back (--restore)",
                        description=__doc__)
-    p.add_argument("--redis-url", default=settings.env("REDIS_URL"), help="Redis holding the queue [REDIS_URL]")
-    p.add_argument("--protocol", default=settings.env("QS_PROTOCOL", settings.DEFAULT_PROTOCOL),
-                   help="wire protocol of the queue [QS_PROTOCOL; default: list]")
-    p.add_argument("--queue", default=settings.env("QS_QUEUE", settings.DEFAULT_QUEUE),
-                   help=f"the queue, as the drain was given it [QS_QUEUE; default: {settings.DEFAULT_QUEUE}]")
+    flags.add(p, "redis_url", "Redis holding the queue")
+    flags.add(p, "protocol", "wire protocol of the queue")
+    flags.add(p, "queue", "the queue, as the drain was given it")
     p.add_argument("--restore", action="store_true", help="put every parked job back on its queue")
     p.add_argument("--invalid", action="store_true",
                    help="act on queuestorm's own jobs the ledger could not record, not on foreign ones")

@@ -5,7 +5,7 @@ the run's unfinished jobs up); producer registers one producer and prints its id
 import sys
 import time
 
-from ..model import settings
+from . import flags
 from ..model.errors import EXIT_PASS, UsageError
 from ..model.keys import RunKeys, valid_run_id
 from ..ledger.writer import Ledger
@@ -16,18 +16,16 @@ def add_parser(sub) -> None:
                        description=__doc__)
     actions = p.add_subparsers(dest="action", required=True)
     opened = actions.add_parser("open", help="create the run's meta (fails if the run exists)")
-    opened.add_argument("--protocol", default=settings.env("QS_PROTOCOL"),
-                        help="the queue's wire protocol, for check's look-up of unfinished jobs [QS_PROTOCOL]")
-    opened.add_argument("--queue", default=settings.env("QS_QUEUE"), help="the queue [QS_QUEUE]")
+    flags.add(opened, "protocol", "the queue's wire protocol, for check's look-up of unfinished jobs", default=None)
+    flags.add(opened, "queue", "the queue", default=None)
     actions.add_parser("producer", help="register a producer; prints its id")
     closed = actions.add_parser("close", help="mark producers closed: every open one, or --producer N")
     closed.add_argument("--producer", type=int, default=None, help="only this producer")
     closed.add_argument("--issued", type=int, default=None,
                         help="with --producer: sequence numbers it handed out (0..K-1), when it did not write them")
     for action in (opened, actions.choices["producer"], closed):
-        action.add_argument("--run-id", default=settings.env("QS_RUN_ID"), help="the run [QS_RUN_ID]")
-        action.add_argument("--ledger-url", default=settings.env("QS_LEDGER_URL", settings.env("REDIS_URL")),
-                            help="Redis holding the ledger [QS_LEDGER_URL, then REDIS_URL]")
+        flags.add(action, "run_id", "the run")
+        flags.add(action, "ledger_url", "Redis holding the ledger", also_env="REDIS_URL")
 
 
 def open_run(ledger: Ledger, protocol: str | None, queue: str | None) -> None:

@@ -22,6 +22,7 @@ from ..protocols.preflight import ready_for
 from ..protocols import Delivery, Protocol, make_protocol, require_server_version
 from ..ledger.recordable import LedgerRuns
 from ..observe.vitals import VitalsSampler
+from ..model.settings import DEFAULT_VISIBILITY_TIMEOUT
 
 NETWORK_ERRORS = (redis.ConnectionError, redis.TimeoutError, OSError)
 MAX_BACKOFF = 2.0
@@ -44,7 +45,7 @@ class DrainWorker:
         batch: int = 50,
         block_seconds: float = 1.0,
         work_ms: float = 0.0,
-        visibility_timeout: float = 30.0,
+        visibility_timeout: float = DEFAULT_VISIBILITY_TIMEOUT,
         until_empty: bool = False,
         stats_interval: float = 3.0,
         consumer_id: str | None = None,

@@ -16,7 +16,7 @@ import time
 import gevent
 from locust.runners import STATE_MISSING
 
-from .options import RunConfig
+from ..model.options import RunConfig
 from ..observe.vitals import VitalsSampler
 
 log = logging.getLogger("queuestorm")

@@ -25,7 +25,9 @@ from .distributed import (CONFIG_MESSAGE, HELLO_MESSAGE, RATE_MESSAGE, REPORT_ME
                           WorkerReporter)
 from ..model.errors import EXIT_CANNOT_RUN, UsageError
 from ..redis.reachability import unreachable_loopback
-from .options import RunConfig, add_arguments, apply_start_form
+from ..model.options import RunConfig
+from ..run.config import apply_start_form
+from .options import add_arguments
 from ..run.session import Session
 from ..produce.runtime import ProducerRuntime
 from ..run.scenario import apply_scenario, scenario_path

@@ -74,3 +74,8 @@ def parking_key(kind: str, queue: str) -> str:
 def generator_lock_key(queue: str) -> str:
     """The lock that lets one generator at a time push onto `queue` (generator-consumer scenario)."""
     return f"{PREFIX}generator-lock:{queue}"
+
+
+def default_error_queue(queue: str) -> str:
+    """The generator-consumer run's error queue, when --error-queue names none."""
+    return f"{queue}:errors"

@@ -4,6 +4,7 @@ environment variable, scenario file and web UI form alike)."""
 
 import argparse
 import math
+from fractions import Fraction
 
 LARGEST = 1e9  # past any count, rate or number of seconds a test means; also keeps ms conversions in range
 PORT_HIGH = 65535
@@ -40,6 +41,45 @@ def bounded(kind=float, *, low: float | None = 0, high: float | None = LARGEST, 
 def port(text):
     """A TCP port to listen on; 0 = any free one."""
     return bounded(int, low=0, high=PORT_HIGH)(text)
+
+
+def optional(convert):
+    """`convert`, or None for an empty value."""
+    def optional(text):
+        return None if text in (None, "", "None") else convert(text)
+    optional.__name__ = convert.__name__
+    optional.bounds = convert.bounds
+    return optional
+
+
+def ms_range(text: str) -> tuple[float, float]:
+    """'MIN-MAX' or 'N' milliseconds."""
+    low, sep, high = str(text).partition("-")
+    try:
+        bounds = (float(low), float(high if sep else low))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected MIN-MAX milliseconds (like 1-5), got {text!r}") from None
+    if not all(map(math.isfinite, bounds)) or bounds[0] < 0 or bounds[1] < bounds[0] or bounds[1] > LARGEST:
+        raise argparse.ArgumentTypeError(f"expected 0 <= MIN <= MAX milliseconds, got {text!r}")
+    return bounds
+
+
+def ratio(text) -> Fraction:
+    try:
+        value = Fraction(str(text)).limit_denominator(10**6)
+    except (ValueError, ZeroDivisionError):
+        raise argparse.ArgumentTypeError(f"expected a fraction between 0 and 1, got {text!r}") from None
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"expected a fraction between 0 and 1, got {text!r}")
+    return value
+
+
+def as_text(parse):
+    """`parse` as a check only: the value is kept as text, as Locust hands custom options to its workers."""
+    def check(text):
+        parse(text)
+        return str(text)
+    return check
 
 
 def is_bounded(type_) -> bool:

@@ -7,6 +7,7 @@ import uuid
 DEFAULT_QUEUE = "queuestorm:jobs"
 DEFAULT_PROTOCOL = "list"
 DEFAULT_BLOCK_SECONDS = 1.0
+DEFAULT_VISIBILITY_TIMEOUT = 30.0  # seconds a silent consumer keeps its jobs before they return to the queue
 
 
 def new_run_id() -> str:

@@ -18,18 +18,9 @@ import gevent
 import redis
 
 from ..model.keys import RunKeys
-from ..model.option_types import bounded
+from ..model.options import STATS_LINE_SETTLE_SECONDS as SETTLE_SECONDS
 
 log = logging.getLogger("queuestorm")
-
-SETTLE_SECONDS = 5.0
-
-
-def add_arguments(parser) -> None:
-    parser.add_argument("--stats-line", env_var="QS_STATS_LINE", type=bounded(), default=0.0,
-                        help="print a JSON line of saved / completed / lost / throughput / loss_percent every this "
-                             f"many seconds (lost: saved more than {SETTLE_SECONDS:g}s earlier, not completed); "
-                             "0 = off")
 
 
 class StatsLine:

@@ -9,7 +9,7 @@ from ..redis.connection import LOAD_CLIENT, client_name, connect
 from .durable import ReplicaWait
 from ..model.jobs import JobEncoder
 from ..ledger.writer import Ledger, ProducerRecorder
-from ..locust.options import RunConfig
+from ..model.options import RunConfig
 from .pacer import Pacer
 from .timing import timed
 from ..protocols import make_protocol

@@ -11,6 +11,7 @@ from .reliable import ReliableProtocol
 from .rq import RQProtocol
 from .sidekiq import GoWorkers2Protocol, SidekiqProtocol
 from .stream import StreamProtocol
+from ..model.settings import DEFAULT_VISIBILITY_TIMEOUT
 
 PROTOCOLS: dict[str, type[Protocol]] = {cls.name: cls for cls in (
     ListProtocol, ReliableProtocol, StreamProtocol, RQProtocol, SidekiqProtocol, GoWorkers2Protocol, CeleryProtocol,
@@ -26,7 +27,8 @@ def protocol_class(name: str) -> type[Protocol]:
         raise UsageError(f"unknown protocol {name!r} (known: {known})") from None
 
 
-def make_protocol(name: str, queue: str, consumer_id: str | None = None, visibility_timeout: float = 30.0) -> Protocol:
+def make_protocol(name: str, queue: str, consumer_id: str | None = None,
+                  visibility_timeout: float = DEFAULT_VISIBILITY_TIMEOUT) -> Protocol:
     return protocol_class(name)(queue, consumer_id, visibility_timeout)
 
 

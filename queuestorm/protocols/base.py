@@ -10,6 +10,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any, ClassVar, NamedTuple
 
 import redis
+from ..model.settings import DEFAULT_VISIBILITY_TIMEOUT
 
 
 PROBE = b"queuestorm-probe"  # the value in probe commands: they are queued in a MULTI and discarded, never run
@@ -30,7 +31,8 @@ class Protocol(ABC):
     needs_ack: ClassVar[bool] = False  # False where fetching already removed the job (BRPOP)
     min_redis_version: ClassVar[tuple[int, ...]] = (2, 0)
 
-    def __init__(self, queue: str, consumer_id: str | None = None, visibility_timeout: float = 30.0):
+    def __init__(self, queue: str, consumer_id: str | None = None,
+                 visibility_timeout: float = DEFAULT_VISIBILITY_TIMEOUT):
         self.queue = queue
         self.consumer_id = consumer_id or "queuestorm"
         self.visibility_timeout = visibility_timeout

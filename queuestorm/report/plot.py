@@ -8,12 +8,6 @@ from ..model.errors import UsageError
 WIDTH, HEIGHT, DPI = 1200, 900, 100  # pixels of the PNG
 
 
-def add_arguments(parser) -> None:
-    parser.add_argument("--plot", env_var="QS_PLOT", default="",
-                        help="after the run, draw throughput, queue depth, e2e latency and faults over time to this "
-                             "PNG file (needs matplotlib: pip install 'queuestorm[plot]')")
-
-
 def check(path: str) -> None:
     """At the start, so a long run does not end without its plot."""
     if not path:

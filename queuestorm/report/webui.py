@@ -8,7 +8,7 @@ from flask import Response, request, send_from_directory
 from werkzeug.datastructures import ImmutableMultiDict
 
 from ..redis.connection import redact
-from ..locust.options import SECRET_OPTIONS
+from ..model.options import SECRET_OPTIONS
 
 STATIC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static")
 TAB_KEY = "queue"

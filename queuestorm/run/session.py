@@ -31,7 +31,8 @@ from ..redis.embedded_topology import make_embedded, server_kind
 from ..model.errors import EXIT_CANNOT_RUN, EXIT_FAILED, EXIT_PASS, UsageError
 from ..faults.kinds import FaultContext, FaultRunner, check_feasible
 from ..ledger.writer import Ledger
-from ..locust.options import RunConfig
+from ..model.options import RunConfig
+from .config import validate
 from .output_paths import check_output_paths
 from ..faults.partitions import has_partitions, make_proxy
 from ..report.plot import check as check_plot
@@ -89,7 +90,7 @@ class Session:
 
     def setup(self) -> None:
         c = self.config
-        c.validate()
+        validate(c)
         options = self.environment.parsed_options
         check_plot(getattr(options, "plot", "") or "")
         check_output_paths(options)

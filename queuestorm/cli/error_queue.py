@@ -6,22 +6,17 @@ import sys
 
 import redis
 
-from ..model import settings
+from . import flags
 from ..redis.connection import connect, describe_redis_error
 from ..model.errors import EXIT_PASS, UsageError
-
-
-def default_error_queue(queue: str) -> str:
-    return f"{queue}:errors"
+from ..model.keys import default_error_queue
 
 
 def add_parser(sub) -> None:
     p = sub.add_parser("errors", help="print the error queue's messages and remove them")
-    p.add_argument("--redis-url", default=settings.env("REDIS_URL"), help="Redis holding the queue [REDIS_URL]")
-    p.add_argument("--queue", default=settings.env("QS_QUEUE", settings.DEFAULT_QUEUE),
-                   help=f"the job queue [QS_QUEUE; default: {settings.DEFAULT_QUEUE}]")
-    p.add_argument("--error-queue", default=settings.env("QS_ERROR_QUEUE"),
-                   help="the error queue [QS_ERROR_QUEUE; default: QUEUE:errors]")
+    flags.add(p, "redis_url", "Redis holding the queue")
+    flags.add(p, "queue", "the job queue")
+    flags.add(p, "error_queue", "the error queue", shown="QUEUE:errors")
 
 
 def cmd_errors(a, out=None) -> int:
