@@ -3,11 +3,10 @@ in any language), as docs/ledger.md specifies it. open writes the run's meta (pr
 the run's unfinished jobs up); producer registers one producer and prints its id; close marks producers closed."""
 
 import sys
-import time
 
 from . import flags
 from ..model.errors import EXIT_PASS, UsageError
-from ..model.keys import RunKeys, valid_run_id
+from ..model.keys import valid_run_id
 from ..ledger.writer import Ledger
 
 
@@ -50,24 +49,15 @@ def register_producer(ledger: Ledger) -> int:
 
 
 def close_producers(ledger: Ledger, producer: int | None, issued: int | None) -> list[int]:
-    keys = RunKeys(ledger.run_id)
-    client = ledger.client
     if producer is None:
         if issued is not None:
             raise UsageError("--issued needs --producer")
         targets = ledger.unclosed_producers()
     else:
-        if not client.exists(keys.producer(producer)):
+        if not ledger.has_producer(producer):
             raise UsageError(f"run {ledger.run_id!r} has no producer {producer}")
         targets = [producer]
-    pipe = client.pipeline(transaction=False)
-    for pid in targets:
-        if issued is not None:
-            pipe.hset(keys.producer(pid), "issued", max(issued, int(client.hget(keys.producer(pid), "issued") or 0)))
-        pipe.hset(keys.producer(pid), mapping={"closed": 1, "closed_at": f"{time.time():.3f}"})
-    if producer is None:
-        pipe.hset(keys.meta, "closed_at", f"{time.time():.3f}")
-    pipe.execute()
+    ledger.close_producers(targets, issued=issued, close_run=producer is None)
     return targets
 
 

@@ -24,6 +24,7 @@ from ..model.errors import UsageError
 from ..model.jobs import decode
 from ..model.keys import RunKeys
 from .latency import percentiles
+from .reader import LedgerReader
 from ..protocols.base import list_pages, matching_keys
 from ..model.verdict import judge
 
@@ -75,10 +76,6 @@ class Verdict:
         return doc
 
 
-def _int(bitmap: bytes | None, nbytes: int) -> int:
-    return int.from_bytes((bitmap or b"").ljust(nbytes, b"\0"), "big")
-
-
 def _offsets(bits: int, nbits: int, limit: int) -> list[int]:
     """The first `limit` set offsets in Redis bit order (offset 0 is the most significant bit)."""
     found = []
@@ -89,36 +86,25 @@ def _offsets(bits: int, nbits: int, limit: int) -> list[int]:
     return found
 
 
-def _producer_ids(client: redis.Redis, keys: RunKeys) -> list[int]:
-    registered = int(client.get(keys.producer_counter) or 0)
-    ids = set(range(1, registered + 1))
-    prefix_len = len(keys.base) + 2
-    for key in client.scan_iter(match=keys.producer_pattern, count=1000):
-        head = key.decode()[prefix_len:].split(":", 1)[0]
-        if head.isdigit():
-            ids.add(int(head))
-    return sorted(ids)
-
-
 def check_run(client: redis.Redis, run_id: str, max_duplicated: int = 0, id_limit: int = ID_LIMIT,
               max_lost: int = 0, target: redis.Redis | None = None, protocol: "Protocol | None" = None) -> Verdict:
     """`client` holds the ledger. With `target` (the Redis under test) and `protocol` (a Protocol of the run's
     queue), jobs still queued or held there are unfinished, not lost; without them, every confirmed job not
     completed is lost."""
-    keys = RunKeys(run_id)
-    meta = {k.decode(): v.decode() for k, v in client.hgetall(keys.meta).items()}
+    ledger = LedgerReader(client, run_id)
+    meta = ledger.meta()
     if not meta:
-        raise UsageError(f"unknown run id {run_id!r}: no ledger at {keys.meta}")
+        raise UsageError(f"unknown run id {run_id!r}: no ledger at {ledger.keys.meta}")
     v = Verdict(run_id=run_id, protocol=meta.get("protocol", "?"), max_duplicated=max_duplicated,
                 max_lost=max_lost)
-    open_jobs = [jobs for pid in _producer_ids(client, keys)
-                 if (jobs := _check_producer(client, keys, pid, v, id_limit)) is not None]
+    open_jobs = [jobs for pid in ledger.all_producers()
+                 if (jobs := _check_producer(ledger, pid, v, id_limit)) is not None]
     if open_jobs and target is not None and protocol is not None:
-        _look_up_unfinished(client, keys, target, protocol, open_jobs, v)
+        _look_up_unfinished(ledger, target, protocol, open_jobs, v)
     for jobs in open_jobs:
         _classify_open(jobs, v, id_limit)
-    v.e2e_ms = percentiles({int(b): int(c) for b, c in client.hgetall(keys.e2e).items()})
-    v.invalid = int(client.get(keys.invalid) or 0)
+    v.e2e_ms = percentiles(ledger.e2e_histogram())
+    v.invalid = ledger.invalid()
     judge(v)
     return v
 
@@ -165,15 +151,9 @@ class OpenJobs:
         return total
 
 
-def _check_producer(client: redis.Redis, keys: RunKeys, pid: int, v: Verdict, id_limit: int) -> OpenJobs | None:
+def _check_producer(ledger: LedgerReader, pid: int, v: Verdict, id_limit: int) -> OpenJobs | None:
     """Counts what the ledger alone decides; returns the jobs not completed (None when there are none)."""
-    bitmap_keys = (keys.enqueued(pid), keys.maybe_enqueued(pid), keys.completed(pid))
-    pipe = client.pipeline(transaction=False)
-    pipe.hgetall(keys.producer(pid))
-    for key in bitmap_keys:
-        pipe.strlen(key)
-    pipe.hgetall(keys.duplicates(pid))
-    info, enq_len, maybe_len, done_len, dups = pipe.execute()
+    info, (enq_len, maybe_len, done_len), dups = ledger.producer_record(pid)
     registered = bool(info)
     closed = info.get(b"closed") == b"1"
     issued = int(info.get(b"issued", 0)) if registered else 0
@@ -188,10 +168,7 @@ def _check_producer(client: redis.Redis, keys: RunKeys, pid: int, v: Verdict, id
     nbytes = max(enq_len, maybe_len, done_len, (issued + 7) // 8)
     open_jobs = None
     for start, size in _spans(nbytes):
-        pipe = client.pipeline(transaction=False)
-        for key in bitmap_keys:
-            pipe.getrange(key, start, start + size - 1)
-        enq, maybe, done = (_int(chunk, size) for chunk in pipe.execute())
+        enq, maybe, done = ledger.bitmap_span(pid, start, size)
         nbits, first_seq = size * 8, start * 8
         unknown = maybe & ~enq
         if unrecorded_unknown:
@@ -241,17 +218,17 @@ def _waiting_bodies(target: redis.Redis, keys: RunKeys, protocol: "Protocol"):
         yield from list_pages(target, key)
 
 
-def _look_up_unfinished(ledger: redis.Redis, keys: RunKeys, target: redis.Redis, protocol: "Protocol",
-                        open_jobs: list[OpenJobs], v: Verdict) -> None:
+def _look_up_unfinished(ledger: LedgerReader, target: redis.Redis, protocol: "Protocol", open_jobs: list[OpenJobs],
+                        v: Verdict) -> None:
     by_pid = {jobs.pid: jobs for jobs in open_jobs}
     reports: dict = {}
     missing = sum(jobs.missing() for jobs in open_jobs)
     for pass_no in range(MAX_PASSES):
-        _mark_queued(_waiting_bodies(target, keys, protocol), keys.run_id, by_pid)
-        reports = _live_reports_after(ledger, keys.run_id, reports)
+        _mark_queued(_waiting_bodies(target, ledger.keys, protocol), ledger.run_id, by_pid)
+        reports = _live_reports_after(ledger.client, ledger.run_id, reports)
         _mark_held(reports.values(), by_pid)
         for jobs in open_jobs:
-            _drop_completed(ledger, keys, jobs, v)
+            _drop_completed(ledger, jobs, v)
         still_missing = sum(jobs.missing() for jobs in open_jobs)
         if still_missing == 0 or (pass_no > 0 and still_missing == missing):
             return
@@ -305,10 +282,10 @@ def _poll_pause() -> None:
     time.sleep(REPORT_POLL_SECONDS)
 
 
-def _drop_completed(ledger: redis.Redis, keys: RunKeys, jobs: OpenJobs, v: Verdict) -> None:
+def _drop_completed(ledger: LedgerReader, jobs: OpenJobs, v: Verdict) -> None:
     """Jobs completed since the ledger was first read: counted completed, no longer open."""
     for start, size in _spans(len(jobs.found)):
-        done = _int(ledger.getrange(keys.completed(jobs.pid), start, start + size - 1), size)
+        done = ledger.completed_span(jobs.pid, start, size)
         confirmed, unknown, _ = jobs.read(start, size)
         if (confirmed | unknown) & done:
             v.completed += ((confirmed | unknown) & done).bit_count()

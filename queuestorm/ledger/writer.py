@@ -15,28 +15,18 @@ import redis
 from ..model.jobs import JobRef
 from ..model.keys import RunKeys
 from .latency import bucket_of
+from .reader import LedgerReader
 
 
-class Ledger:
-    def __init__(self, client: redis.Redis, run_id: str):
-        self.client = client
-        self.keys = RunKeys(run_id)
-        self.run_id = run_id
+class Ledger(LedgerReader):
+    """A run's ledger: its reads (LedgerReader), and the writes of the run's start and of each producer's
+    registration."""
 
     def create_run(self, meta: dict) -> None:
         pipe = self.client.pipeline(transaction=False)
         pipe.hsetnx(self.keys.meta, "created_at", f"{time.time():.3f}")
         pipe.hset(self.keys.meta, mapping={k: str(v) for k, v in meta.items()})
         pipe.execute()
-
-    def exists(self) -> bool:
-        return bool(self.client.exists(self.keys.meta))
-
-    def meta(self) -> dict[str, str]:
-        return {k.decode(): v.decode() for k, v in self.client.hgetall(self.keys.meta).items()}
-
-    def completions(self) -> int:
-        return int(self.client.get(self.keys.completions) or 0)
 
     def register_producer(self) -> "ProducerRecorder":
         producer_id = self.client.incr(self.keys.producer_counter)
@@ -47,12 +37,17 @@ class Ledger:
         )
         return ProducerRecorder(self.client, self.keys, producer_id)
 
-    def unclosed_producers(self) -> list[int]:
-        count = int(self.client.get(self.keys.producer_counter) or 0)
+    def close_producers(self, pids: list[int], *, issued: int | None = None, close_run: bool = False) -> None:
+        """Mark producers closed, for those queuestorm does not run (`queuestorm run close`); `issued`: the sequence
+        numbers the one producer handed out, when it did not write them."""
         pipe = self.client.pipeline(transaction=False)
-        for pid in range(1, count + 1):
-            pipe.hget(self.keys.producer(pid), "closed")
-        return [pid for pid, closed in zip(range(1, count + 1), pipe.execute()) if closed != b"1"]
+        for pid in pids:
+            if issued is not None:
+                pipe.hset(self.keys.producer(pid), "issued", max(issued, self.issued(pid)))
+            pipe.hset(self.keys.producer(pid), mapping={"closed": 1, "closed_at": f"{time.time():.3f}"})
+        if close_run:
+            pipe.hset(self.keys.meta, "closed_at", f"{time.time():.3f}")
+        pipe.execute()
 
 
 class BitmapBuffer:

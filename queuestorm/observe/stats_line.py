@@ -17,7 +17,7 @@ from collections import deque
 import gevent
 import redis
 
-from ..model.keys import RunKeys
+from ..ledger.reader import LedgerReader, count_and_not
 from ..model.options import STATS_LINE_SETTLE_SECONDS as SETTLE_SECONDS
 
 log = logging.getLogger("queuestorm")
@@ -26,8 +26,7 @@ log = logging.getLogger("queuestorm")
 class StatsLine:
     def __init__(self, client: redis.Redis, run_id: str, interval: float, settle_seconds: float = SETTLE_SECONDS,
                  out=None, clock=time.monotonic):
-        self.client = client
-        self.keys = RunKeys(run_id)
+        self.reader = LedgerReader(client, run_id)
         self.interval = interval
         self.settle_seconds = settle_seconds
         self.out = out or sys.stdout
@@ -65,9 +64,9 @@ class StatsLine:
         saved, done = self._read()
         self._saved_history.append((now, saved))
         settled = saved if final else self._saved_before(now - self.settle_seconds)
-        lost = sum(_count(bits, done.get(pid, b"")) for pid, bits in settled.items())
-        n_saved = sum(_count(bits) for bits in saved.values())
-        n_done = sum(_count(bits) for bits in done.values())
+        lost = sum(count_and_not(bits, done.get(pid, b"")) for pid, bits in settled.items())
+        n_saved = sum(count_and_not(bits) for bits in saved.values())
+        n_done = sum(count_and_not(bits) for bits in done.values())
         elapsed = now - self.started
         line = {
             "saved": n_saved,
@@ -89,24 +88,7 @@ class StatsLine:
         return history[0][1] if history[0][0] <= moment else {}
 
     def _read(self) -> tuple[dict[int, bytes], dict[int, bytes]]:
-        producers = int(self.client.get(self.keys.producer_counter) or 0)
-        pipe = self.client.pipeline(transaction=False)
-        for pid in range(1, producers + 1):
-            pipe.get(self.keys.enqueued(pid))
-            pipe.get(self.keys.completed(pid))
-        replies = pipe.execute()
-        saved = {pid: replies[2 * i] or b"" for i, pid in enumerate(range(1, producers + 1))}
-        done = {pid: replies[2 * i + 1] or b"" for i, pid in enumerate(range(1, producers + 1))}
-        return saved, done
-
-
-def _count(bits: bytes, minus: bytes | None = None) -> int:
-    """Set bits of a Redis bitmap, or of `bits AND NOT minus` (bitmaps of different lengths align at offset 0)."""
-    if minus is None:
-        return int.from_bytes(bits, "big").bit_count()
-    width = max(len(bits), len(minus))
-    return (int.from_bytes(bits.ljust(width, b"\0"), "big") & ~int.from_bytes(minus.ljust(width, b"\0"), "big")
-            ).bit_count()
+        return self.reader.saved_and_completed()
 
 
 def start(environment, ledger) -> StatsLine | None:

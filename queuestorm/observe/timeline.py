@@ -13,7 +13,7 @@ from collections import deque
 import gevent
 import redis
 
-from ..model.keys import RunKeys
+from ..ledger.reader import LedgerReader
 from ..ledger.latency import percentiles
 
 log = logging.getLogger("queuestorm")
@@ -34,8 +34,7 @@ class Timeline:
                  faults=lambda: [], processes=lambda: [], interval: float = SAMPLE_SECONDS, max_points: int = MAX_POINTS,
                  clock=time.monotonic):
         self.target = target
-        self.ledger = ledger_client
-        self.keys = RunKeys(run_id)
+        self.ledger = LedgerReader(ledger_client, run_id)
         self.run_id = run_id
         self.protocol = protocol
         self.counts = counts
@@ -76,20 +75,8 @@ class Timeline:
             self.started, self.started_at = self.clock(), time.time()
         now = self.clock()
         depth = self.protocol.depth(self.target)
-        pipe = self.ledger.pipeline(transaction=False)
-        pipe.hgetall(self.keys.e2e)
-        pipe.get(self.keys.producer_counter)
-        raw_histogram, producers = pipe.execute()
-        producers = int(producers or 0)
-        distinct = duplicated = 0
-        if producers:
-            pipe = self.ledger.pipeline(transaction=False)
-            for pid in range(1, producers + 1):
-                pipe.bitcount(self.keys.completed(pid))
-                pipe.hlen(self.keys.duplicates(pid))
-            replies = pipe.execute()
-            distinct, duplicated = sum(replies[0::2]), sum(replies[1::2])
-        histogram = {int(k): int(v) for k, v in raw_histogram.items()}
+        histogram = self.ledger.e2e_histogram()
+        distinct, duplicated = self.ledger.completed_and_duplicated()
         window = {b: n - self._last_histogram.get(b, 0) for b, n in histogram.items()
                   if n > self._last_histogram.get(b, 0)}
         self._last_histogram = histogram

@@ -10,7 +10,6 @@ import redis
 from locust.stats import calculate_response_time_percentile
 
 from .capacity import CapacitySearch, StepFigures, StepLimits, judge_step, render_capacity, slope
-from ..model.keys import RunKeys
 from ..ledger.latency import percentiles
 from .thresholds import PERCENTILES, parse_latency_limits
 from ..observe.vitals import cpu_seconds
@@ -102,7 +101,6 @@ class StepMeter:
     def __init__(self, run, target: float):
         self.run = run
         self.target = target
-        self.keys = RunKeys(run.run_id)
         self.backlog: list[tuple[float, float]] = []
         self.clients: list[int] = []
         self.worker_cpu: list[float] = []
@@ -119,7 +117,7 @@ class StepMeter:
 
     def _e2e_histogram(self) -> dict[int, int]:
         try:
-            return {int(k): int(v) for k, v in self.run.ledger.client.hgetall(self.keys.e2e).items()}
+            return self.run.ledger.e2e_histogram()
         except NETWORK_ERRORS:
             return {}
 
