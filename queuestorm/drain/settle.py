@@ -10,13 +10,13 @@ import redis
 from ..ledger import drain_reports
 from ..ledger.writer import Ledger
 from ..protocols import Protocol
+from ..redis.connection import NETWORK_ERRORS
 
 log = logging.getLogger("queuestorm")
 
 POLL_SECONDS = 0.5
 QUIET_SECONDS = 1.0  # completions must stand still this long: longer than a drain's report cadence
 PROGRESS_SECONDS = 2.0
-NETWORK_ERRORS = (redis.ConnectionError, redis.TimeoutError, OSError)
 
 
 @dataclass

@@ -12,7 +12,7 @@ import gevent
 import redis
 
 from ..ledger import drain_reports
-from ..redis.connection import DRAIN_CLIENT, connect, redact, socket_timeout_for
+from ..redis.connection import DRAIN_CLIENT, NETWORK_ERRORS, connect, redact, socket_timeout_for
 from ..model.errors import EXIT_FAILED, EXIT_PASS, UsageError
 from ..model.jobs import JobRef, decode, has_marker, run_id_of
 from ..model.keys import RunKeys, parking_key, valid_run_id
@@ -23,8 +23,8 @@ from ..protocols import Delivery, Protocol, make_protocol, require_server_versio
 from ..ledger.recordable import LedgerRuns
 from ..observe.vitals import VitalsSampler
 from ..model.settings import DEFAULT_VISIBILITY_TIMEOUT
+from ..model.periodic import every
 
-NETWORK_ERRORS = (redis.ConnectionError, redis.TimeoutError, OSError)
 MAX_BACKOFF = 2.0
 RECORD_RETRY_SECONDS = 30.0
 IDLE_REPORT_SECONDS = 0.2
@@ -108,7 +108,7 @@ class DrainWorker:
         self.vitals.start()
         consumers = [gevent.spawn(self._consume) for _ in range(self.concurrency)]
         monitor = gevent.spawn(self._monitor)
-        reporter = gevent.spawn(self._report_loop)
+        reporter = self._start_reports()
         gevent.joinall(consumers)
         monitor.kill()
         reporter.kill()
@@ -368,23 +368,25 @@ class DrainWorker:
             if self.until_empty and self.depth == 0 and idle >= 2 * self.block_seconds:
                 self.stop()
 
-    def _report_loop(self) -> None:
+    def _start_reports(self):
         """Every REPORT_SECONDS, soon after the last completion of a burst (a run's check waits for completions to
         stand still for POLL_SECONDS, then reads the drain's final count), and soon after the held jobs changed (the
         settle phase waits for nothing to be held)."""
-        last_at, last_count, published_count = time.monotonic(), self.completed, self.completed
-        while True:
-            gevent.sleep(IDLE_REPORT_SECONDS)
-            now = time.monotonic()
-            if now - last_at >= REPORT_SECONDS:
-                self._report_rate = (self.completed - last_count) / (now - last_at)
-                last_at, last_count = now, self.completed
-            elif not self._held_changed and (self.completed == published_count
-                                             or now - self._last_completion < IDLE_REPORT_SECONDS):
-                continue
-            published_count = self.completed
-            self._held_changed = False
-            self._publish()
+        self._rate_since, self._rate_count = time.monotonic(), self.completed
+        self._published_count = self.completed
+        return every(IDLE_REPORT_SECONDS, self._report_if_due)
+
+    def _report_if_due(self) -> None:
+        now = time.monotonic()
+        if now - self._rate_since >= REPORT_SECONDS:
+            self._report_rate = (self.completed - self._rate_count) / (now - self._rate_since)
+            self._rate_since, self._rate_count = now, self.completed
+        elif not self._held_changed and (self.completed == self._published_count
+                                         or now - self._last_completion < IDLE_REPORT_SECONDS):
+            return
+        self._published_count = self.completed
+        self._held_changed = False
+        self._publish()
 
     def _publish(self, final: bool = False) -> None:
         """Vitals, throughput and the jobs held, under every run this process fetched jobs of lately or holds jobs of

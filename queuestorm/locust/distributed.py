@@ -18,6 +18,7 @@ from locust.runners import STATE_MISSING
 
 from ..model.options import RunConfig
 from ..observe.vitals import VitalsSampler
+from ..model.periodic import every
 
 log = logging.getLogger("queuestorm")
 
@@ -79,7 +80,7 @@ class WorkerBoard:
         self._shared_among = max(self.runner.worker_count, 1)
         self.runner.send_message(CONFIG_MESSAGE, self.config_message(self._shared_among))
         if self._keeper is None:
-            self._keeper = gevent.spawn(self._keep_rate_and_watch)
+            self._keeper = every(RATE_CHECK_SECONDS, self._keep_rate_and_watch)
 
     def set_rate(self, rate: float) -> None:
         """A new target for the whole run (the capacity search's next step), split among the workers now."""
@@ -93,21 +94,19 @@ class WorkerBoard:
             self._keeper = None
 
     def _keep_rate_and_watch(self) -> None:
-        while True:
-            gevent.sleep(RATE_CHECK_SECONDS)
-            workers = self.runner.worker_count
-            if self.config.rate and workers and workers != self._shared_among:
-                self._shared_among = workers
-                log.info("%d worker(s) now: each enqueues %.1f/s of the %g/s target", workers, self.share(workers),
-                         self.config.rate)
-                self.runner.send_message(RATE_MESSAGE, {"rate_share": self.share(workers)})
-            for client_id in self.lost():
-                if client_id not in self.announced_lost:
-                    self.announced_lost.add(client_id)
-                    r = self.reports[client_id]
-                    log.error("worker %s (%s pid %s, producer %s) is gone mid-run: enqueues it had not yet recorded "
-                              "in the ledger count as maybe-enqueued", _name(r), r["vitals"]["host"],
-                              r["vitals"]["pid"], r["counts"].get("producer"))
+        workers = self.runner.worker_count
+        if self.config.rate and workers and workers != self._shared_among:
+            self._shared_among = workers
+            log.info("%d worker(s) now: each enqueues %.1f/s of the %g/s target", workers, self.share(workers),
+                     self.config.rate)
+            self.runner.send_message(RATE_MESSAGE, {"rate_share": self.share(workers)})
+        for client_id in self.lost():
+            if client_id not in self.announced_lost:
+                self.announced_lost.add(client_id)
+                r = self.reports[client_id]
+                log.error("worker %s (%s pid %s, producer %s) is gone mid-run: enqueues it had not yet recorded "
+                          "in the ledger count as maybe-enqueued", _name(r), r["vitals"]["host"],
+                          r["vitals"]["pid"], r["counts"].get("producer"))
 
     def lost(self) -> list[str]:
         """Workers that reported, never sent their final report, and that Locust no longer hears from."""
@@ -163,12 +162,7 @@ class WorkerReporter:
         """The first report goes at once: the master learns this worker's producer before its first enqueue."""
         self.send(final=False)
         if self._greenlet is None:
-            self._greenlet = gevent.spawn(self._loop)
-
-    def _loop(self) -> None:
-        while True:
-            gevent.sleep(REPORT_SECONDS)
-            self.send(final=False)
+            self._greenlet = every(REPORT_SECONDS, lambda: self.send(final=False))
 
     def send(self, final: bool) -> None:
         self.environment.runner.send_message(REPORT_MESSAGE, {"final": final, "counts": self.counts(),

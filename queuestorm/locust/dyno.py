@@ -14,17 +14,17 @@ import time
 from dataclasses import dataclass, field
 
 import gevent
-import redis
 from locust import User, constant, task
 from locust.runners import LocalRunner, WorkerRunner
 
 from . import plugin
-from ..redis.connection import DRAIN_CLIENT, LOAD_CLIENT, connect
+from ..redis.connection import DRAIN_CLIENT, LOAD_CLIENT, NETWORK_ERRORS, connect
 from ..produce.failures import classified
 from ..produce.timing import timed
 from ..model.jobs import decode
 from ..model.keys import RunKeys
 from ..ledger.writer import CompletionRecorder
+from ..model.periodic import every
 
 log = logging.getLogger("queuestorm")
 
@@ -70,6 +70,7 @@ class DynoFleet:
         self.keys = RunKeys(config.run_id)
         self.workers: list[WorkerState] = []
         self._dispatcher: gevent.Greenlet | None = None
+        self._client = None  # the dispatcher's, opened at its first tick
         self._stopping = False
 
     def add_worker(self) -> WorkerState:
@@ -78,51 +79,51 @@ class DynoFleet:
         worker = WorkerState(index, base + ":tasks", base + ":flats")
         self.workers.append(worker)
         if self._dispatcher is None:
-            self._dispatcher = gevent.spawn(self._dispatch)
+            self._credit, self._last_tick, self._turn = 0.0, time.monotonic(), 0
+            self._dispatcher = every(TICK, self._dispatch_due)
         return worker
 
-    def _dispatch(self) -> None:
-        client = connect(self.runtime.load_url, check=False, name=self.runtime.client_name(LOAD_CLIENT))
+    def _dispatch_due(self) -> None:
+        """One tick: the tasks due by now, sent round-robin to the workers in one pipeline."""
+        if self._client is None:  # the first tick
+            if not self._rate():
+                log.error("dyno workers need --tasks-per-second or --rate: no task is sent")
+                raise gevent.GreenletExit
+            self._client = connect(self.runtime.load_url, check=False, name=self.runtime.client_name(LOAD_CLIENT))
         runtime, request = self.runtime, self.environment.events.request
-        if not self._rate():
-            log.error("dyno workers need --tasks-per-second or --rate: no task is sent")
+        now = time.monotonic()
+        # the rate share is read each tick: the master re-splits --rate when Locust workers join or leave
+        self._credit += (now - self._last_tick) * self._rate()
+        self._last_tick = now
+        due = int(self._credit)
+        if due <= 0 or not self.workers:
             return
-        credit, last, turn = 0.0, time.monotonic(), 0
-        while True:
-            gevent.sleep(TICK)
-            now = time.monotonic()
-            # the rate share is read each tick: the master re-splits --rate when Locust workers join or leave
-            credit += (now - last) * self._rate()
-            last = now
-            due = int(credit)
-            if due <= 0 or not self.workers:
-                continue
-            credit -= due
-            batch = []
-            for _ in range(due):
-                worker = self.workers[turn % len(self.workers)]
-                turn += 1
-                seq = runtime.recorder.next_seq()
-                batch.append((worker, seq, runtime.encoder.encode(seq)))
-            pipe = client.pipeline(transaction=False)
-            for worker, _, body in batch:
-                pipe.lpush(worker.queue, body)
-            t0 = time.perf_counter()
-            error = None
-            try:
-                pipe.execute()
-            except Exception as e:  # noqa: BLE001 — every failure is a failed Locust request
-                error = e
-            elapsed = (time.perf_counter() - t0) * 1000
-            for worker, seq, body in batch:
-                request.fire(request_type=EVENT_TYPE, name="send", response_time=elapsed, response_length=len(body),
-                             exception=classified(error), context={})
-                if error is None:
-                    runtime.recorder.enqueued(seq)
-                    worker.sent += 1
-                    self._note_backlog(worker)
-                else:
-                    runtime.recorder.maybe_enqueued(seq)
+        self._credit -= due
+        batch = []
+        for _ in range(due):
+            worker = self.workers[self._turn % len(self.workers)]
+            self._turn += 1
+            seq = runtime.recorder.next_seq()
+            batch.append((worker, seq, runtime.encoder.encode(seq)))
+        pipe = self._client.pipeline(transaction=False)
+        for worker, _, body in batch:
+            pipe.lpush(worker.queue, body)
+        t0 = time.perf_counter()
+        error = None
+        try:
+            pipe.execute()
+        except Exception as e:  # noqa: BLE001 — every failure is a failed Locust request
+            error = e
+        elapsed = (time.perf_counter() - t0) * 1000
+        for worker, seq, body in batch:
+            request.fire(request_type=EVENT_TYPE, name="send", response_time=elapsed, response_length=len(body),
+                         exception=classified(error), context={})
+            if error is None:
+                runtime.recorder.enqueued(seq)
+                worker.sent += 1
+                self._note_backlog(worker)
+            else:
+                runtime.recorder.maybe_enqueued(seq)
 
     def _rate(self) -> float:
         """The capacity search sets the rate step by step, through the pacer: --tasks-per-second gives way."""
@@ -219,7 +220,7 @@ class DynoWorkerUser(User):
     def work(self):
         try:
             reply = self.client.brpop([self.worker.queue], FETCH_BLOCK_SECONDS)
-        except (redis.ConnectionError, redis.TimeoutError) as e:
+        except NETWORK_ERRORS as e:
             self.environment.events.request.fire(request_type=EVENT_TYPE, name="receive", response_time=0,
                                                  response_length=0, exception=classified(e), context={})
             gevent.sleep(0.1)

@@ -5,6 +5,7 @@ import logging
 
 import gevent
 import redis
+from ..model.periodic import every
 
 log = logging.getLogger("queuestorm")
 
@@ -20,22 +21,19 @@ class ConnectionSampler:
         self._greenlet: gevent.Greenlet | None = None
 
     def start(self) -> None:
-        self._greenlet = gevent.spawn(self._run)
+        self._greenlet = every(SAMPLE_SECONDS, self._sample, now=True)
 
-    def _run(self) -> None:
-        while True:
-            try:
-                connected = int(self.client.info("clients")["connected_clients"])
-            except (redis.RedisError, OSError, KeyError, ValueError):
-                connected = None  # a refused or paused sample is not a figure
-            if connected is not None:
-                self.samples += 1
-                if connected > self.peak:
-                    self.peak = connected
-                    if self.limit and connected >= 0.9 * self.limit:
-                        log.warning("%d connections in use: %.0f%% of the plan's %d", connected,
-                                    100 * connected / self.limit, self.limit)
-            gevent.sleep(SAMPLE_SECONDS)
+    def _sample(self) -> None:
+        try:
+            connected = int(self.client.info("clients")["connected_clients"])
+        except (redis.RedisError, OSError, KeyError, ValueError):
+            return  # a refused or paused sample is not a figure
+        self.samples += 1
+        if connected > self.peak:
+            self.peak = connected
+            if self.limit and connected >= 0.9 * self.limit:
+                log.warning("%d connections in use: %.0f%% of the plan's %d", connected,
+                            100 * connected / self.limit, self.limit)
 
     def stop(self) -> dict:
         if self._greenlet is not None:

@@ -19,6 +19,8 @@ import redis
 
 from ..ledger.reader import LedgerReader, count_and_not
 from ..model.options import STATS_LINE_SETTLE_SECONDS as SETTLE_SECONDS
+from ..redis.connection import NETWORK_ERRORS
+from ..model.periodic import every
 
 log = logging.getLogger("queuestorm")
 
@@ -36,7 +38,7 @@ class StatsLine:
         self._greenlet: gevent.Greenlet | None = None
 
     def start(self) -> None:
-        self._greenlet = gevent.spawn(self._loop)
+        self._greenlet = every(self.interval, self._print)
 
     def stop(self, final: bool = True) -> None:
         if self._greenlet is not None:
@@ -45,15 +47,10 @@ class StatsLine:
         if final:
             self._print(final=True)
 
-    def _loop(self) -> None:
-        while True:
-            gevent.sleep(self.interval)
-            self._print()
-
     def _print(self, final: bool = False) -> None:
         try:
             line = self.line(final)
-        except (redis.ConnectionError, redis.TimeoutError, OSError) as e:
+        except NETWORK_ERRORS as e:
             log.warning("stats line skipped: the ledger did not answer (%s)", e)
             return
         self.out.write(json.dumps(line) + "\n")

@@ -15,6 +15,7 @@ import redis
 
 from ..ledger.reader import LedgerReader
 from ..ledger.latency import percentiles
+from ..model.periodic import every
 
 log = logging.getLogger("queuestorm")
 
@@ -53,21 +54,19 @@ class Timeline:
     def start(self) -> None:
         self.started, self.started_at = self.clock(), time.time()
         if self._greenlet is None:
-            self._greenlet = gevent.spawn(self._loop)
+            self._greenlet = every(self.interval, self._step)
 
     def stop(self) -> None:
         if self._greenlet is not None:
             self._greenlet.kill()
             self._greenlet = None
 
-    def _loop(self) -> None:
-        while True:
-            gevent.sleep(self.interval)
-            try:
-                self.sample()
-                self.processes = self.read_processes()
-            except (redis.RedisError, OSError) as e:
-                log.debug("timeline point skipped: %s", e)
+    def _step(self) -> None:
+        try:
+            self.sample()
+            self.processes = self.read_processes()
+        except (redis.RedisError, OSError) as e:
+            log.debug("timeline point skipped: %s", e)
 
     def sample(self) -> dict:
         """Take one point now and keep it."""

@@ -14,6 +14,7 @@ import gevent
 import redis
 
 from ..model.errors import UsageError
+from ..model.periodic import every
 
 SAMPLE_SECONDS = 1.0
 LAG_PROBE = 0.1
@@ -86,7 +87,9 @@ class VitalsSampler:
 
     def start(self) -> "VitalsSampler":
         if not self._greenlets:
-            self._greenlets = [gevent.spawn(self._probe_lag), gevent.spawn(self._sample_loop)]
+            self._last_wall, self._last_cpu = time.monotonic(), cpu_seconds()
+            self._last_probe = self._last_wall
+            self._greenlets = [every(LAG_PROBE, self._note_lag), every(SAMPLE_SECONDS, self.sample)]
         return self
 
     def stop(self) -> None:
@@ -99,18 +102,11 @@ class VitalsSampler:
             self._ping_client.close()
             self._ping_client = None
 
-    def _probe_lag(self) -> None:
-        while True:
-            started = time.monotonic()
-            gevent.sleep(LAG_PROBE)
-            late = time.monotonic() - started - LAG_PROBE
-            self._window_lag = max(self._window_lag, late)
-
-    def _sample_loop(self) -> None:
-        self._last_wall, self._last_cpu = time.monotonic(), cpu_seconds()
-        while True:
-            gevent.sleep(SAMPLE_SECONDS)
-            self.sample()
+    def _note_lag(self) -> None:
+        """How much later than LAG_PROBE this wake-up came: the time the event loop was busy elsewhere."""
+        now = time.monotonic()
+        self._window_lag = max(self._window_lag, now - self._last_probe - LAG_PROBE)
+        self._last_probe = now
 
     def sample(self) -> None:
         now, cpu = time.monotonic(), cpu_seconds()

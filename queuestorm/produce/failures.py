@@ -4,6 +4,7 @@ Locust's failures table groups by the exception's text, so a classified failure 
 server.` whatever the address or the client library's wording."""
 
 import redis
+from ..redis.connection import NETWORK_ERRORS
 
 KINDS = (  # (kind, words in the message), first match wins
     ("max clients", ("max number of clients",)),
@@ -37,7 +38,7 @@ def classify(error: BaseException) -> str:
     for kind, words in KINDS:
         if any(word in text for word in words):
             return kind
-    if isinstance(error, (redis.ConnectionError, OSError)):
+    if isinstance(error, NETWORK_ERRORS):
         return "connection error"
     if isinstance(error, redis.ResponseError):
         return "error reply"

@@ -3,9 +3,8 @@
 import logging
 
 import gevent
-import redis
 
-from ..redis.connection import LOAD_CLIENT, client_name, connect
+from ..redis.connection import LOAD_CLIENT, NETWORK_ERRORS, client_name, connect
 from .durable import ReplicaWait
 from ..model.jobs import JobEncoder
 from ..ledger.writer import Ledger, ProducerRecorder
@@ -13,6 +12,7 @@ from ..model.options import RunConfig
 from .pacer import Pacer
 from .timing import timed
 from ..protocols import make_protocol
+from ..model.periodic import every
 
 log = logging.getLogger("queuestorm")
 
@@ -52,7 +52,7 @@ class ProducerRuntime:
         self.recorder = ledger.register_producer()
         self.encoder = JobEncoder(self.config.run_id, self.recorder.producer_id, self.config.payload_bytes)
         self.pacer.set_rate(rate_share)
-        self._greenlets = [gevent.spawn(self._flush_loop), gevent.spawn(self._ping_loop)]
+        self._greenlets = [every(FLUSH_SECONDS, self._flush), self._start_pings()]
         self.environment.events.request.add_listener(self._count_request)
         log.info("producer %s of run %s started (rate share %s/s)", self.recorder.producer_id, self.config.run_id,
                  rate_share or "unlimited")
@@ -83,25 +83,24 @@ class ProducerRuntime:
             try:
                 self.recorder.close(dropped=self.pacer.dropped)
                 return
-            except (redis.ConnectionError, redis.TimeoutError, OSError) as e:
+            except NETWORK_ERRORS as e:
                 error = e
                 gevent.sleep(0.5)
         log.error("producer %s could not write its last ledger records (%s): its unrecorded enqueues count as "
                   "indeterminate", self.recorder.producer_id, error)
 
-    def _flush_loop(self) -> None:
-        while True:
-            gevent.sleep(FLUSH_SECONDS)
-            try:
-                self.recorder.flush()
-            except (redis.ConnectionError, redis.TimeoutError, OSError) as e:
-                log.warning("ledger flush failed, will retry: %s", e)
+    def _flush(self) -> None:
+        try:
+            self.recorder.flush()
+        except NETWORK_ERRORS as e:
+            log.warning("ledger flush failed, will retry: %s", e)
 
-    def _ping_loop(self) -> None:
+    def _start_pings(self):
         # connects at the first ping
         client = connect(self.load_url, check=False, single=False, name=self.client_name(LOAD_CLIENT))
         request = self.environment.events.request
-        while True:
+
+        def ping():
             with timed(request, self.protocol.name, "ping"):
                 client.ping()
-            gevent.sleep(PING_SECONDS)
+        return every(PING_SECONDS, ping, now=True)

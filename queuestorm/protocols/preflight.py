@@ -8,7 +8,7 @@ state when it queues a command, so nothing is ever run."""
 
 import redis
 
-from ..redis.connection import connect, describe_redis_error, redact
+from ..redis.connection import NETWORK_ERRORS, connect, describe_redis_error, redact
 from ..model.errors import UsageError
 from ..model.keys import RunKeys
 from . import PROBE, Protocol
@@ -51,7 +51,7 @@ def refused_commands(client: redis.Redis, commands: list[tuple]) -> list[tuple[s
             connection.read_response()
         except redis.ResponseError:
             pass
-    except (redis.ConnectionError, redis.TimeoutError, OSError):
+    except NETWORK_ERRORS:
         connection.disconnect()  # fakeredis's TCP server drops a connection after a command it does not know
     finally:
         client.connection_pool.release(connection)

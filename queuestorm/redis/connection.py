@@ -12,6 +12,8 @@ from . import topology
 from ..model.errors import UsageError
 from ..model.keys import valid_run_id
 
+NETWORK_ERRORS = (redis.ConnectionError, redis.TimeoutError, OSError)  # the server is unreachable or went away
+
 DEFAULT_SOCKET_TIMEOUT = 10.0
 NO_INFO = "a server without INFO"
 LOAD_CLIENT = "queuestorm-load"
@@ -94,7 +96,7 @@ def describe_redis_error(e: BaseException, url: str, role: str = "Redis") -> str
         return f"{where} refused the credentials: {message}"
     if upper.startswith("WRONGTYPE"):
         return f"{where}: a key holds another Redis type than expected: {message}"
-    if isinstance(e, (redis.ConnectionError, redis.TimeoutError, OSError)):
+    if isinstance(e, NETWORK_ERRORS):
         return f"cannot reach {where}: {message}"
     return f"{where} answered with an error: {message}"
 

@@ -17,6 +17,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from ..model.errors import UsageError
+from .connection import NETWORK_ERRORS
 
 KINDS = ("auto", "redis-server", "fakeredis")
 START_TIMEOUT = 10.0
@@ -142,7 +143,7 @@ class EmbeddedRedis:
             try:
                 client.ping()
                 return True
-            except (redis.ConnectionError, redis.TimeoutError, OSError):
+            except NETWORK_ERRORS:
                 time.sleep(0.05)
             finally:
                 client.close()

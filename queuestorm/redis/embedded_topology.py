@@ -17,6 +17,7 @@ from redis.retry import Retry
 
 from .embedded import START_TIMEOUT, EmbeddedRedis, _free_port
 from ..model.errors import UsageError
+from .connection import NETWORK_ERRORS
 
 TOPOLOGY_KINDS = ("sentinel",)
 MASTER_NAME = "queuestorm"
@@ -49,7 +50,7 @@ def wait_until(condition, what: str, timeout: float = READY_TIMEOUT, sleep=time.
             found = condition()
             if found:
                 return found
-        except (redis.ConnectionError, redis.TimeoutError, redis.ResponseError, OSError):
+        except (*NETWORK_ERRORS, redis.ResponseError):
             pass
         if time.monotonic() > deadline:
             raise UsageError(f"the embedded topology: {what} within {timeout:g}s")

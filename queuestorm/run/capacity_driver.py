@@ -25,7 +25,7 @@ FIRST_STEP_WAIT_SECONDS = 30.0
 MASTER_RAMP_SECONDS = 2.5
 RECOVERED_SECONDS = 0.2  # a backlog of this many seconds of the last rate counts as drained
 ENQUEUE_EVENTS = ("enqueue", "send")  # EnqueueUser's, and the dyno dispatcher's
-NETWORK_ERRORS = (redis.RedisError, OSError)
+UNREAD = (redis.RedisError, OSError)  # a figure that could not be read: the step goes on without it
 
 
 def limits_of(config) -> StepLimits:
@@ -118,7 +118,7 @@ class StepMeter:
     def _e2e_histogram(self) -> dict[int, int]:
         try:
             return self.run.ledger.e2e_histogram()
-        except NETWORK_ERRORS:
+        except UNREAD:
             return {}
 
     def _info(self) -> dict:
@@ -126,7 +126,7 @@ class StepMeter:
             return {}
         try:
             return self.run.target.info()
-        except NETWORK_ERRORS:
+        except UNREAD:
             return {}
 
     def sample(self) -> None:
@@ -135,12 +135,12 @@ class StepMeter:
         if run.config.drain in ("inline", "external"):
             try:
                 self.backlog.append((now, run.protocol.depth(run.target)))
-            except NETWORK_ERRORS:
+            except UNREAD:
                 pass
         if run.session.real_redis:
             try:
                 self.clients.append(int(run.target.info("clients")["connected_clients"]))
-            except (*NETWORK_ERRORS, KeyError, ValueError):
+            except (*UNREAD, KeyError, ValueError):
                 pass
         board = run.session.board
         if board is not None:
@@ -332,7 +332,7 @@ class CapacityDriver:
             try:
                 if self._backlog() <= _drained(rate):
                     return True
-            except NETWORK_ERRORS:
+            except UNREAD:
                 pass
             gevent.sleep(SAMPLE_SECONDS)
         return False

@@ -22,7 +22,7 @@ from ..model import verdict as verdicts
 from .capacity_driver import CapacityDriver
 from ..ledger.check import check_run
 from ..ledger.cleanup import delete_run
-from ..redis.connection import NO_INFO, connect, describe_redis_error, redact, server_description
+from ..redis.connection import NETWORK_ERRORS, NO_INFO, connect, describe_redis_error, redact, server_description
 from ..observe.connection_sampler import ConnectionSampler
 from ..drain.fleet import DrainFleet
 from ..report.dyno_tables import dyno_summary, render_dyno
@@ -46,6 +46,7 @@ from ..drain.settle import Settled, wait_for_drain
 from .thresholds import run_breaches
 from ..observe.timeline import Timeline, sum_counts, verdict_summary
 from ..observe.vitals import VitalsSampler
+from ..model.periodic import every
 
 log = logging.getLogger("queuestorm")
 
@@ -53,7 +54,6 @@ SUPERVISE_SECONDS = 1.0
 PROGRESS_SECONDS = 10.0
 QUICK_STOP_SECONDS = 1.0
 FLEET_READY_SECONDS = 15.0
-NETWORK_ERRORS = (redis.ConnectionError, redis.TimeoutError, OSError)
 
 
 class Session:
@@ -238,7 +238,7 @@ class Run:
                                 visibility_timeout=c.visibility_timeout, run_id=self.run_id,
                                 consumer_prefix=f"inline-{os.getpid()}", log_path=log_path)
         self.fleet.start()
-        self._greenlets.append(gevent.spawn(self._supervise_fleet))
+        self._greenlets.append(every(SUPERVISE_SECONDS, self._restart_crashed_drains))
         log.info("started %d inline drain process(es) x %d greenlets%s", c.drain_processes, c.drain_concurrency,
                  f" (their stats lines: {log_path})" if log_path else "")
 
@@ -257,11 +257,9 @@ class Run:
         if self.fleet is not None and not self._fleet_ready:
             log.warning("the inline drains did not report within %gs: the load starts anyway", FLEET_READY_SECONDS)
 
-    def _supervise_fleet(self) -> None:
-        while True:
-            gevent.sleep(SUPERVISE_SECONDS)
-            for index, code in self.fleet.restart_crashed():
-                log.warning("inline drain process %d exited with code %s: restarted as the same consumer", index, code)
+    def _restart_crashed_drains(self) -> None:
+        for index, code in self.fleet.restart_crashed():
+            log.warning("inline drain process %d exited with code %s: restarted as the same consumer", index, code)
 
     # load -------------------------------------------------------------------------------------------------------
 
@@ -291,7 +289,7 @@ class Run:
             self._greenlets.append(gevent.spawn_later(c.warmup, self._end_warmup))
         options = self.environment.parsed_options
         if getattr(options, "headless", False) and not getattr(options, "only_summary", False):
-            self._greenlets.append(gevent.spawn(self._print_progress))
+            self._greenlets.append(every(PROGRESS_SECONDS, self._print_progress))
         self._start_faults()
         if self.capacity is not None:
             self.capacity.start()
@@ -315,11 +313,9 @@ class Run:
         log.info("warm-up over: Locust statistics reset")
 
     def _print_progress(self) -> None:
-        while True:
-            gevent.sleep(PROGRESS_SECONDS)
-            point = self.timeline.points[-1] if self.timeline and self.timeline.points else None
-            if point is not None:
-                print(progress_line(point), flush=True)
+        point = self.timeline.points[-1] if self.timeline and self.timeline.points else None
+        if point is not None:
+            print(progress_line(point), flush=True)
 
     def stop_load(self) -> None:
         """The users stopped (or are stopping): faults first, so producers flush to a server back to normal."""
