@@ -8,6 +8,8 @@ Messages (Locust custom messages):
   master -> worker  queuestorm_rate    {rate_share}, when the number of live workers changed
   master -> worker  queuestorm_stop    stop producing (a headless master quits without stopping its workers first)
   worker -> master  queuestorm_vitals  {final, counts, vitals}, every second and once more after the producer closed
+  worker -> master  queuestorm_dyno_report     the dyno workers' rows, when the test stops (locust/dyno.py)
+  worker -> master  queuestorm_backlog_limit   a dyno worker reached --backlog-limit: the master quits the run
 """
 
 import logging
@@ -27,6 +29,8 @@ CONFIG_MESSAGE = "queuestorm_config"
 RATE_MESSAGE = "queuestorm_rate"
 STOP_MESSAGE = "queuestorm_stop"
 REPORT_MESSAGE = "queuestorm_vitals"
+DYNO_REPORT_MESSAGE = "queuestorm_dyno_report"
+LIMIT_MESSAGE = "queuestorm_backlog_limit"
 REPORT_SECONDS = 1.0
 RATE_CHECK_SECONDS = 1.0
 FINAL_POLL_SECONDS = 0.2

@@ -17,7 +17,8 @@ import gevent
 from locust import User, constant, task
 from locust.runners import LocalRunner, WorkerRunner
 
-from . import plugin
+from .distributed import LIMIT_MESSAGE
+from .state import current, dyno_fleet
 from ..redis.connection import DRAIN_CLIENT, LOAD_CLIENT, NETWORK_ERRORS, connect
 from ..produce.failures import classified
 from ..produce.timing import timed
@@ -32,8 +33,6 @@ EVENT_TYPE = "dyno"
 TICK = 0.01
 FETCH_BLOCK_SECONDS = 1.0
 FINISH_SECONDS = 10.0
-LIMIT_MESSAGE = "queuestorm_backlog_limit"
-DYNO_REPORT_MESSAGE = "queuestorm_dyno_report"
 
 
 @dataclass
@@ -64,7 +63,7 @@ class DynoFleet:
 
     def __init__(self, environment):
         self.environment = environment
-        self.runtime = plugin.current(environment)
+        self.runtime = current(environment)
         config = self.runtime.config
         self.config = config
         self.keys = RunKeys(config.run_id)
@@ -209,8 +208,8 @@ class DynoWorkerUser(User):
     wait_time = constant(0)
 
     def on_start(self):
-        runtime = plugin.current(self.environment)
-        self.fleet = plugin.dyno_fleet(self.environment, DynoFleet)
+        runtime = current(self.environment)
+        self.fleet = dyno_fleet(self.environment, DynoFleet)
         self.worker = self.fleet.add_worker()
         self.client = connect(runtime.load_url, block_seconds=FETCH_BLOCK_SECONDS, check=False,
                               name=runtime.client_name(DRAIN_CLIENT))

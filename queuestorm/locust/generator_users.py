@@ -13,7 +13,10 @@ from locust import User, events, task
 from locust.runners import WorkerRunner
 from locust.user.users import LOCUST_STATE_STOPPING
 
-from . import plugin
+from . import plugin  # noqa: F401  (a locustfile importing these users gets queuestorm's options and listeners)
+from ..model.environment import state_of
+from .exit import cannot_run
+from .state import current
 from ..redis.connection import LOAD_CLIENT, connect
 from ..produce.enqueue import recorded_enqueue
 from ..produce.failures import classified
@@ -83,7 +86,7 @@ class _QueueUser(User):
     abstract = True
 
     def on_start(self):
-        self.qs = plugin.current(self.environment)
+        self.qs = current(self.environment)
         self.settings = GeneratorSettings.from_options(self.environment.parsed_options, self.qs.config.queue)
         self.client = connect(self.qs.load_url, check=False, name=self.qs.client_name(LOAD_CLIENT),
                               block_seconds=FETCH_BLOCK_SECONDS)
@@ -230,10 +233,10 @@ def _on_init(environment, runner=None, **_):
     ours = [cls for cls in environment.user_classes if issubclass(cls, _QueueUser)]
     options = environment.parsed_options
     if not isinstance(runner, WorkerRunner) and ours and options is not None and options.protocol not in PROTOCOLS:
-        state = getattr(environment, "queuestorm", None)
+        state = state_of(environment)
         if state is not None and state.session is not None:
             state.session.shutdown()
-        plugin._fail(f"--protocol {options.protocol!r}: {ours[0].__name__} speaks only "
+        cannot_run(f"--protocol {options.protocol!r}: {ours[0].__name__} speaks only "
                      f"{', '.join(PROTOCOLS)} (LPUSH/BRPOP, seed 002)")
     if options is None:
         return

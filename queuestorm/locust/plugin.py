@@ -14,35 +14,28 @@ import sys
 import time
 
 import gevent
-import gevent.event
 import redis
 from locust import events
 from locust.runners import MasterRunner, WorkerRunner
 
 from ..report import webui, charts as run_charts
 from ..redis.connection import describe_redis_error, redact
-from .distributed import (CONFIG_MESSAGE, HELLO_MESSAGE, RATE_MESSAGE, REPORT_MESSAGE, STOP_MESSAGE, WorkerBoard,
-                          WorkerReporter)
-from ..model.errors import EXIT_CANNOT_RUN, UsageError
-from ..redis.reachability import unreachable_loopback
+from .distributed import (CONFIG_MESSAGE, DYNO_REPORT_MESSAGE, HELLO_MESSAGE, LIMIT_MESSAGE, RATE_MESSAGE,
+                          REPORT_MESSAGE, STOP_MESSAGE, WorkerBoard)
+from ..model.environment import attach, state_of
+from ..model.errors import UsageError
 from ..model.options import RunConfig
 from ..run.config import apply_start_form
 from .options import add_arguments
 from ..run.session import Session
+from .exit import cannot_run
+from .state import READY_TIMEOUT, State
 from ..produce.runtime import ProducerRuntime
 from ..run.scenario import apply_scenario, scenario_path
-from ..observe.timeline import sum_counts
-from ..observe.vitals import VitalsSampler
 
 log = logging.getLogger("queuestorm")
 
 STOP_TIMEOUT = 2.0  # seconds a user may take to finish its in-flight enqueue when the run stops
-READY_TIMEOUT = 30
-
-
-def _fail(message: str) -> None:
-    print(f"queuestorm: error: {message}", file=sys.stderr, flush=True)
-    sys.exit(EXIT_CANNOT_RUN)
 
 
 _default_user_classes: list[str] = []
@@ -66,95 +59,7 @@ def _add_arguments(parser, **_):
         try:
             apply_scenario(parser, path)
         except UsageError as e:
-            _fail(str(e))
-
-
-class _State:
-    """What queuestorm keeps on a Locust Environment (`environment.queuestorm`)."""
-
-    def __init__(self, environment, config: RunConfig):
-        self.environment = environment
-        self.config = config
-        self.session: Session | None = None  # standalone and master
-        self.runtime: ProducerRuntime | None = None  # this process's producer for the current run
-        self.rate_share = config.rate
-        self.reporter: WorkerReporter | None = None
-        self.producing = gevent.event.Event()
-        self.start_wanted = False
-        self.quitting = False
-        self.dyno = None  # this process's DynoFleet, when it runs dyno workers
-        self.dyno_rows: list[dict] = []  # every process's dyno workers, gathered where the check runs
-
-    def counts_of(self, run) -> dict:
-        """A run's enqueue counts summed over every producing process, as they stand now."""
-        board = self.session.board
-        if board is not None:
-            return sum_counts([r["counts"] for r in board.reports.values()])
-        runtime = self.runtime
-        mine = runtime is not None and runtime.recorder is not None and runtime.config.run_id == run.run_id
-        return sum_counts([runtime.counts()] if mine else [])
-
-    def on_dyno_report(self, environment, msg, **_):
-        self.dyno_rows.extend(msg.data)
-
-    def on_config_message(self, environment, msg, **_):
-        data = dict(msg.data)
-        self.rate_share = data.pop("rate_share")
-        if self.producing.is_set():
-            self.runtime.pacer.set_rate(self.rate_share)  # already producing for this run: only the share moved
-            return
-        self.config = RunConfig(**data)
-        master_host = getattr(environment.parsed_options, "master_host", "127.0.0.1")
-        for role, url in (("Redis", self.config.load_url or self.config.redis_url), ("ledger", self.config.ledger_url)):
-            if unreachable_loopback(url, master_host):
-                _fail(f"the master's {role} URL {redact(url)} is on the master's loopback (its embedded Redis?), out "
-                      f"of this worker's reach: give the master a REDIS_URL every worker can reach")
-        try:
-            self.runtime = ProducerRuntime(self.config, environment)
-        except UsageError as e:  # what this worker's machine lacks (a protocol's package) though the master has it
-            _fail(str(e))
-        if self.start_wanted:  # the load started before the configuration arrived (a worker joining mid-run)
-            self.start_producing()
-
-    def on_rate_message(self, environment, msg, **_):
-        self.rate_share = msg.data["rate_share"]
-        if self.producing.is_set():
-            self.runtime.pacer.set_rate(self.rate_share)
-
-    def set_rate(self, rate: float) -> None:
-        """The run's target over every process changed (the capacity search): this process's pacer, or the
-        workers' shares."""
-        board = self.session.board
-        if board is not None:
-            board.set_rate(rate)
-            return
-        self.rate_share = rate
-        if self.runtime is not None:
-            self.runtime.pacer.set_rate(rate)
-
-    def start_producing(self) -> None:
-        if self.runtime is None or not self.runtime.config.run_id:
-            self.start_wanted = True
-            log.info("waiting for the run configuration from the master")
-            return
-        self.start_wanted = False
-        self.runtime.start(self.rate_share)
-        if isinstance(self.environment.runner, WorkerRunner):
-            sampler = VitalsSampler("worker", ping_url=self.runtime.load_url).start()
-            self.reporter = WorkerReporter(self.environment, sampler, self.runtime.counts)
-            self.reporter.start()
-        self.producing.set()
-
-    def stop_producing(self) -> None:
-        self.start_wanted = False
-        self.producing.clear()
-        if self.runtime is not None:
-            self.runtime.stop()
-        if self.reporter is not None:
-            self.reporter.finish()
-            self.reporter = None
-        if isinstance(self.environment.runner, WorkerRunner):
-            self.runtime = None  # the next test's configuration names its own run
+            cannot_run(str(e))
 
 
 def _interrupt_main_greenlet() -> None:
@@ -166,11 +71,12 @@ def _interrupt_main_greenlet() -> None:
 
 @events.init.add_listener
 def _on_init(environment, runner=None, web_ui=None, **_):
-    if getattr(environment, "queuestorm", None) is not None:
+    if state_of(environment) is not None:
         return
     gevent.signal_handler(signal.SIGINT, _interrupt_main_greenlet)
     config = RunConfig.from_options(environment.parsed_options)
-    environment.queuestorm = state = _State(environment, config)
+    state = State(environment, config)
+    attach(environment, state)
     if isinstance(runner, WorkerRunner):
         runner.register_message(CONFIG_MESSAGE, state.on_config_message)
         runner.register_message(RATE_MESSAGE, state.on_rate_message)
@@ -182,8 +88,6 @@ def _on_init(environment, runner=None, web_ui=None, **_):
         environment.stop_timeout = STOP_TIMEOUT
     board = None
     if isinstance(runner, MasterRunner):
-        from .dyno import DYNO_REPORT_MESSAGE, LIMIT_MESSAGE
-
         board = WorkerBoard(environment, config)
         # registered before the setup below: a worker's hello may arrive while the master starts its servers
         runner.register_message(REPORT_MESSAGE, board.on_report)
@@ -196,45 +100,24 @@ def _on_init(environment, runner=None, web_ui=None, **_):
         session.setup()
     except UsageError as e:
         session.shutdown()
-        _fail(str(e))
+        cannot_run(str(e))
     except (redis.RedisError, OSError) as e:
         session.shutdown()
-        _fail(describe_redis_error(e, config.redis_url, "target Redis"))
+        cannot_run(describe_redis_error(e, config.redis_url, "target Redis"))
     if board is not None:
         board.open()
     try:
         session.prepare_run()
     except (UsageError, redis.RedisError) as e:
         session.shutdown()
-        _fail(str(e))
+        cannot_run(str(e))
     if not environment.host:
         environment.host = redact(config.redis_url)  # what the start form's Host field shows: the Redis under test
     webui.install(environment, web_ui)
     environment.events.quit.add_listener(lambda **_: _on_quit(environment))
 
 
-def current(environment) -> ProducerRuntime:
-    """The runtime the users of this process enqueue through (on a worker, once the master sent its config)."""
-    deadline = time.monotonic() + READY_TIMEOUT
-    while getattr(environment, "queuestorm", None) is None and time.monotonic() < deadline:
-        gevent.sleep(0.05)  # see _late_start
-    state: _State | None = getattr(environment, "queuestorm", None)
-    if state is None or not state.producing.wait(max(0.0, deadline - time.monotonic())):
-        raise RuntimeError(f"no run configuration from the master within {READY_TIMEOUT}s")
-    return state.runtime
-
-
-def dyno_fleet(environment, factory):
-    """This process's dyno fleet for the current test, created by the first dyno worker."""
-    state: _State = environment.queuestorm
-    if state.dyno is None:
-        state.dyno = factory(environment)
-    return state.dyno
-
-
-def _stop_dyno(environment, state: _State) -> None:
-    from .dyno import DYNO_REPORT_MESSAGE
-
+def _stop_dyno(environment, state: State) -> None:
     fleet, state.dyno = state.dyno, None
     fleet.stop_dispatch()
     fleet.finish()
@@ -252,12 +135,12 @@ def _late_start(environment) -> None:
     while environment.runner is None and time.monotonic() < deadline:
         gevent.sleep(0.05)
     _on_init(environment, environment.runner)
-    environment.queuestorm.start_producing()
+    state_of(environment).start_producing()
 
 
 @events.test_start.add_listener
 def _on_test_start(environment, **_):
-    state: _State | None = getattr(environment, "queuestorm", None)
+    state = state_of(environment)
     if state is None:
         gevent.spawn(_late_start, environment)
         return
@@ -280,7 +163,7 @@ def _on_test_start(environment, **_):
     state.start_producing()
 
 
-def _apply_start_form(environment, state: _State) -> None:
+def _apply_start_form(environment, state: State) -> None:
     try:
         changed = apply_start_form(state.session.config, environment.parsed_options)
     except UsageError as e:
@@ -296,14 +179,14 @@ def _apply_start_form(environment, state: _State) -> None:
 def _on_test_stopping(environment, **_):
     """Before Locust stops the users: no new dyno task may reach a worker being stopped (a task popped by a BRPOP
     whose greenlet is killed mid-reply is gone)."""
-    state: _State | None = getattr(environment, "queuestorm", None)
+    state = state_of(environment)
     if state is not None and state.dyno is not None:
         state.dyno.stop_dispatch()
 
 
 @events.test_stop.add_listener
 def _on_test_stop(environment, **_):
-    state: _State | None = getattr(environment, "queuestorm", None)
+    state = state_of(environment)
     if state is None:
         return
     run = state.session.current if state.session is not None else None
@@ -329,7 +212,7 @@ def _on_test_stop(environment, **_):
 def _on_quitting(environment, **_):
     """Ctrl-C, SIGTERM or the end of the run: a test still running ends in a true verdict before Locust exits; a
     second interrupt while it settles or checks skips the check (exit 2)."""
-    state: _State | None = getattr(environment, "queuestorm", None)
+    state = state_of(environment)
     if state is None or state.session is None:
         return
     run = state.session.current
@@ -352,7 +235,7 @@ def _on_quit(environment) -> None:
     """After Locust printed its final tables: the charts, the verdict as the last lines, then the servers go. On
     SIGTERM Locust shuts down twice (its signal handler, then its main greenlet), printing its tables twice: each
     time the verdict follows them."""
-    session = environment.queuestorm.session
+    session = state_of(environment).session
     run_charts.write(environment)
     session.print_deferred()
     session.shutdown()

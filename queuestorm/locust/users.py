@@ -5,12 +5,13 @@ import redis
 from locust import User, constant, task
 from locust.user.users import LOCUST_STATE_STOPPING
 
-from . import plugin  # noqa: F401  (registers queuestorm's options and events)
+from . import plugin  # noqa: F401  (a locustfile importing a user gets queuestorm's options and listeners)
 from ..redis.connection import LOAD_CLIENT, connect
 from ..produce.enqueue import recorded_enqueue
 from ..model.errors import UsageError
 from ..produce.timing import timed
 from ..redis.wire import DirectConnection
+from .state import current
 
 RECONNECT_SECONDS = 1.0
 READ_BUFFER = 1024  # replies to an enqueue are a count or an entry id; 16 KB per user would be a third of its memory
@@ -33,7 +34,7 @@ class EnqueueUser(User):
     client = None
 
     def on_start(self):
-        self.qs = plugin.current(self.environment)
+        self.qs = current(self.environment)
         self._connect()
 
     def _connect(self) -> bool:

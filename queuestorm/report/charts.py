@@ -4,6 +4,7 @@ import logging
 import sys
 
 from . import capacity_plot, html as html_report, plot
+from ..model.environment import state_of
 from ..model.errors import UsageError
 from .webui import snapshot
 
@@ -12,7 +13,7 @@ log = logging.getLogger("queuestorm")
 
 def write(environment) -> None:
     """Called on Locust's quit event, after Locust wrote its HTML report."""
-    state = getattr(environment, "queuestorm", None)
+    state = state_of(environment)
     run = state.session.current if state is not None and state.session is not None else None
     if run is None or run.timeline is None:
         return

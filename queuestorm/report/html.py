@@ -4,7 +4,7 @@ self-contained section, the shipped chart script inlined with the run's figures.
 import json
 import os
 
-from .webui import STATIC
+from .assets import STATIC
 
 MARK = "<!-- queuestorm -->"
 

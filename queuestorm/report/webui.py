@@ -2,15 +2,16 @@
 page /queuestorm/ and its figures as JSON at /queuestorm/stats (documented in docs/webui.md)."""
 
 import json
-import os
 
 from flask import Response, request, send_from_directory
 from werkzeug.datastructures import ImmutableMultiDict
 
 from ..redis.connection import redact
+from ..model.environment import state_of
 from ..model.options import SECRET_OPTIONS
+from .assets import STATIC
+from .html import add_section
 
-STATIC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static")
 TAB_KEY = "queue"
 TABLE = [
     {"key": "process", "title": "Process"},
@@ -61,7 +62,7 @@ def _verdict_row(title: str, verdict: dict) -> dict:
 def snapshot(environment) -> dict:
     """The figures of the run in progress (or the last one); empty points before the load starts. `history`: the
     verdicts of the session's earlier runs, oldest first."""
-    session = environment.queuestorm.session
+    session = state_of(environment).session
     runner = environment.runner
     state = getattr(runner, "state", "") if runner is not None else ""
     run = session.current
@@ -154,8 +155,6 @@ def install(environment, web_ui) -> None:
             doc["extended_stats"] = [{"key": TAB_KEY, "data": process_rows(snapshot(environment))}]
             response.set_data(json.dumps(doc))
         elif request.path == "/stats/report" and response.mimetype == "text/html":
-            from .html import add_section
-
             response.set_data(add_section(response.get_data(as_text=True), snapshot(environment)))
         elif request.path == "/" and response.mimetype == "text/html":
             page = response.get_data(as_text=True)

@@ -33,6 +33,7 @@ from ..faults.kinds import FaultContext, FaultRunner, check_feasible
 from ..ledger.writer import Ledger
 from ..model.options import RunConfig
 from .config import validate
+from ..model.environment import state_of
 from .output_paths import check_output_paths
 from ..faults.partitions import has_partitions, make_proxy
 from ..report.plot import check as check_plot
@@ -270,7 +271,7 @@ class Run:
         self.phase = "load"
         self.load_started = time.monotonic()
         if c.find_capacity:
-            self.capacity = CapacityDriver(self, self.environment.queuestorm.set_rate, self._stop_test)
+            self.capacity = CapacityDriver(self, state_of(self.environment).set_rate, self._stop_test)
             c.rate = self.capacity.first_rate
         self.sampler.start()
         if self.session.board is not None:
@@ -420,7 +421,7 @@ class Run:
         if self.capacity is not None:  # the thresholds judged each step; failing steps are the search's means
             v.extra["capacity"] = self.capacity.result()
             breaches = []
-        dyno_rows = self.environment.queuestorm.dyno_rows
+        dyno_rows = state_of(self.environment).dyno_rows
         if dyno_rows:
             dyno = v.extra["dyno"] = dyno_summary(c, dyno_rows, seconds, v)
             if dyno["reached_backlog_limit"] and self.capacity is None:
