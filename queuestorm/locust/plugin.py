@@ -31,7 +31,8 @@ from ..run.session import Session
 from .exit import cannot_run
 from .state import READY_TIMEOUT, State
 from ..produce.runtime import ProducerRuntime
-from ..run.scenario import apply_scenario, scenario_path
+from ..run.scenario import apply_scenario
+from .config_files import scenario_path
 
 log = logging.getLogger("queuestorm")
 

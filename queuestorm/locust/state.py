@@ -19,6 +19,7 @@ from ..redis.reachability import unreachable_loopback
 from ..run.session import Session
 from .distributed import WorkerReporter
 from .exit import cannot_run
+from .stats_window import StatsWindow
 
 log = logging.getLogger("queuestorm")
 
@@ -27,6 +28,8 @@ READY_TIMEOUT = 30
 
 class State:
     """What queuestorm keeps on a Locust Environment (attached and read through model/environment.py)."""
+
+    stats_window = StatsWindow  # Locust's statistics over a capacity step, for the run layer that cannot import Locust
 
     def __init__(self, environment, config: RunConfig):
         self.environment = environment

@@ -7,11 +7,10 @@ import time
 
 import gevent
 import redis
-from locust.stats import calculate_response_time_percentile
 
 from .capacity import CapacitySearch, StepFigures, StepLimits, judge_step, render_capacity, slope
 from ..ledger.latency import percentiles
-from .thresholds import PERCENTILES, parse_latency_limits
+from .thresholds import parse_latency_limits
 from ..observe.vitals import cpu_seconds
 
 log = logging.getLogger("queuestorm")
@@ -38,69 +37,13 @@ def limits_of(config) -> StepLimits:
     return limits
 
 
-class StatsWindow:
-    """Locust's statistics between two moments: response times and failures of each event name, errors by kind."""
-
-    def __init__(self, stats):
-        self.stats = stats
-        self.times = {key: dict(e.response_times) for key, e in stats.entries.items()}
-        self.counts = {key: (e.num_requests, e.num_failures) for key, e in stats.entries.items()}
-        self.errors = {key: e.occurrences for key, e in stats.errors.items()}
-
-    def _since(self, key, entry):
-        before = self.times.get(key, {})
-        requests, failures = self.counts.get(key, (0, 0))
-        if entry.num_requests < requests:  # the statistics were reset meanwhile
-            before, requests, failures = {}, 0, 0
-        window = {ms: n - before.get(ms, 0) for ms, n in entry.response_times.items() if n > before.get(ms, 0)}
-        return window, entry.num_requests - requests, entry.num_failures - failures
-
-    def event(self, names) -> tuple[dict, int, int]:
-        """(response times, requests, failures) of these event names, over every request type."""
-        times, requests, failures = {}, 0, 0
-        for key, entry in self.stats.entries.items():
-            if key[0] in names:
-                window, n, f = self._since(key, entry)
-                for ms, count in window.items():
-                    times[ms] = times.get(ms, 0) + count
-                requests, failures = requests + n, failures + f
-        return times, requests, failures
-
-    def error_kinds(self) -> dict[str, int]:
-        kinds: dict[str, int] = {}
-        for key, e in self.stats.errors.items():
-            n = e.occurrences - self.errors.get(key, 0)
-            if n > 0:
-                kind = f"{e.name}: {e.error}"
-                kinds[kind] = kinds.get(kind, 0) + n
-        return kinds
-
-    def breaches(self, limits) -> list[str]:
-        """--latency-limit over this window (its enqueue p99 is the step's own limit, judged apart)."""
-        found = []
-        for event, percentile, ms in limits:
-            if event == "enqueue" and percentile == "p99":
-                continue
-            times, requests, _ = self.event((event,))
-            if not requests:
-                continue
-            worst = max(times) if percentile == "max" else _percentile(times, PERCENTILES[percentile])
-            if worst is not None and worst > ms:
-                found.append(f"latency {event}:{percentile} {worst:g} ms over {ms:g} ms")
-        return found
-
-
-def _percentile(times: dict, fraction: float):
-    total = sum(times.values())
-    return calculate_response_time_percentile(times, total, fraction) if total else None
-
-
 class StepMeter:
     """One step's steady part: figures at its start and end, and samples of the backlog in between."""
 
-    def __init__(self, run, target: float):
+    def __init__(self, run, target: float, stats_window):
         self.run = run
         self.target = target
+        self.stats_window = stats_window
         self.backlog: list[tuple[float, float]] = []
         self.clients: list[int] = []
         self.worker_cpu: list[float] = []
@@ -110,7 +53,7 @@ class StepMeter:
         run = self.run
         self.started = time.monotonic()
         self.cpu = cpu_seconds()
-        self.window = StatsWindow(run.environment.stats)
+        self.window = self.stats_window(run.environment.stats)
         self.counts = run.session.counts_of(run)
         self.e2e = self._e2e_histogram()
         self.info = self._info()
@@ -172,8 +115,8 @@ class StepMeter:
         figures = StepFigures(
             target=self.target, achieved=round(issued / seconds, 1) if seconds > 0 else 0.0,
             seconds=round(seconds, 2), processes=self._processes(), requests=requests, failures=failures,
-            dropped=counts["dropped"] - self.counts["dropped"], enqueue_p50_ms=_percentile(times, 0.5),
-            enqueue_p99_ms=_percentile(times, 0.99), e2e_p99_ms=e2e["p99"], errors=self.window.error_kinds(),
+            dropped=counts["dropped"] - self.counts["dropped"], enqueue_p50_ms=self.window.percentile(times, 0.5),
+            enqueue_p99_ms=self.window.percentile(times, 0.99), e2e_p99_ms=e2e["p99"], errors=self.window.error_kinds(),
             connections_peak=max(self.clients) if self.clients else None,
             latency_breaches=self.window.breaches(parse_latency_limits(run.config.latency_limit)),
         )
@@ -235,8 +178,10 @@ def _rounded(value):
 class CapacityDriver:
     """`set_rate(rate)`: the whole run's target rate, over every process; `stop_test()`: ends the test."""
 
-    def __init__(self, run, set_rate, stop_test):
+    def __init__(self, run, set_rate, stop_test, stats_window):
+        """`stats_window(stats)`: Locust's statistics from now on (locust/stats_window.py's StatsWindow)."""
         self.run = run
+        self.stats_window = stats_window
         c = run.config
         self.set_rate = set_rate
         self.stop_test = stop_test
@@ -293,7 +238,7 @@ class CapacityDriver:
             wait = max(FIRST_STEP_WAIT_SECONDS, RECOVERY_STEPS * self.step_seconds)
             self._wait_for_load(rate, wait)
             self._wait_for_backlog(rate, wait)
-        meter = self.current = StepMeter(self.run, rate)
+        meter = self.current = StepMeter(self.run, rate, self.stats_window)
         meter.begin()
         deadline = meter.started + max(self.step_seconds - ramp, SAMPLE_SECONDS * 4)
         while time.monotonic() < deadline:

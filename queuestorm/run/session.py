@@ -271,7 +271,8 @@ class Run:
         self.phase = "load"
         self.load_started = time.monotonic()
         if c.find_capacity:
-            self.capacity = CapacityDriver(self, state_of(self.environment).set_rate, self._stop_test)
+            state = state_of(self.environment)
+            self.capacity = CapacityDriver(self, state.set_rate, self._stop_test, state.stats_window)
             c.rate = self.capacity.first_rate
         self.sampler.start()
         if self.session.board is not None:
