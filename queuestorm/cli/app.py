@@ -16,6 +16,15 @@ from ..redis.connection import describe_redis_error  # noqa: E402
 from ..model.errors import EXIT_CANNOT_RUN, EXIT_FAILED, EXIT_PASS, UsageError  # noqa: E402
 from ..model.keys import valid_run_id  # noqa: E402
 from ..model.option_types import ArgumentParser, bounded  # noqa: E402
+from ..drain.worker import DrainWorker, run_processes
+from ..ledger import drain_reports
+from ..ledger.check import check_run
+from ..redis.connection import connect
+from ..run.output_paths import check_path
+from ..report.console import render, write_json
+from ..ledger.writer import Ledger
+from ..protocols import make_protocol
+from ..ledger.cleanup import delete_run
 
 
 def _add_drain(sub) -> None:
@@ -85,8 +94,6 @@ def _run_id(value) -> str:
 
 
 def cmd_drain(a) -> int:
-    from ..drain.worker import DrainWorker, run_processes
-
     redis_url = _need(a.redis_url, "--redis-url (or REDIS_URL)")
     if settings.env("QS_RUN_ID"):
         _run_id(settings.env("QS_RUN_ID"))  # names this drain's connections: the run's faults pick them by it
@@ -129,14 +136,6 @@ def drain_command_for(args: list[str]) -> list[str]:
 
 
 def cmd_check(a) -> int:
-    import redis
-
-    from ..ledger import drain_reports
-    from ..ledger.check import check_run
-    from ..redis.connection import connect
-    from ..run.output_paths import check_path
-    from ..report.console import render, write_json
-
     run_id = _run_id(a.run_id)
     url = _need(a.ledger_url, "--ledger-url (or QS_LEDGER_URL / REDIS_URL)")
     check_path("--json", a.json_path)
@@ -161,9 +160,6 @@ def cmd_check(a) -> int:
 def _protocol_of_run(client, run_id: str):
     """The run's protocol on its queue, as its meta names them; None for a ledger that does not say (then jobs not
     completed are not looked up, and all count as lost)."""
-    from ..ledger.writer import Ledger
-    from ..protocols import make_protocol
-
     meta = Ledger(client, run_id).meta()
     if not meta.get("protocol") or not meta.get("queue"):
         return None
@@ -171,9 +167,6 @@ def _protocol_of_run(client, run_id: str):
 
 
 def cmd_clean(a) -> int:
-    from ..ledger.cleanup import delete_run
-    from ..redis.connection import connect
-
     run_id = _run_id(a.run_id)
     url = _need(a.ledger_url, "--ledger-url (or QS_LEDGER_URL / REDIS_URL)")
     deleted = delete_run(connect(url, role="ledger Redis"), run_id)

@@ -18,6 +18,7 @@ from ..ledger.check import check_run
 from ..redis.connection import connect
 from ..model.errors import EXIT_CANNOT_RUN, EXIT_FAILED, EXIT_PASS, UsageError
 from ..ledger.writer import Ledger
+from ..protocols import make_protocol
 
 NODE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tests", "node")
 FIELDS = {"queue": str, "workers": int, "concurrency": int, "chains": int, "duration_s": float,
@@ -87,8 +88,6 @@ def run_race(redis_url: str, scenario: dict, out=sys.stdout) -> dict:
 
 
 def _protocol(queue: str):
-    from ..protocols import make_protocol
-
     return make_protocol("bee-queue", queue)
 
 

@@ -8,6 +8,8 @@ from . import flags
 from ..model.errors import EXIT_PASS, UsageError
 from ..model.keys import valid_run_id
 from ..ledger.writer import Ledger
+from ..protocols import protocol_class
+from ..redis.connection import connect
 
 
 def add_parser(sub) -> None:
@@ -33,7 +35,6 @@ def open_run(ledger: Ledger, protocol: str | None, queue: str | None) -> None:
     if bool(protocol) != bool(queue):
         raise UsageError("--protocol and --queue go together (both name where the run's jobs wait)")
     if protocol:
-        from ..protocols import protocol_class
 
         protocol_class(protocol)
     meta = {"opened_by": "queuestorm run open"}
@@ -62,8 +63,6 @@ def close_producers(ledger: Ledger, producer: int | None, issued: int | None) ->
 
 
 def cmd_run(a, out=None) -> int:
-    from ..redis.connection import connect
-
     out = out or sys.stdout
     if not a.run_id or not valid_run_id(a.run_id):
         raise UsageError("--run-id (or QS_RUN_ID) is required: letters, digits, '.', '_' and '-' (64 at most)")

@@ -319,5 +319,3 @@ def check_feasible(specs: list[FaultSpec], *, has_drain: bool, managed_server: b
         raise UsageError(f"fault(s) {', '.join(sorted(kinds & {'client-kill', 'pause', 'maxclients'}))} need a real "
                          "redis-server (fakeredis has no CLIENT KILL / PAUSE / CONFIG)")
 
-
-from . import failover, partitions  # noqa: E402,F401  (add their faults to FAULTS; they need Fault, above)

@@ -15,6 +15,7 @@ import redis
 
 from ..model.errors import UsageError
 from ..model.periodic import every
+from ..redis.connection import connect
 
 SAMPLE_SECONDS = 1.0
 LAG_PROBE = 0.1
@@ -123,7 +124,6 @@ class VitalsSampler:
     def _ping_once(self) -> float | None:
         if not self._ping_url and self._ping_client is None:
             return None
-        from ..redis.connection import connect
 
         try:
             if self._ping_client is None:

@@ -12,6 +12,7 @@ from .rq import RQProtocol
 from .sidekiq import GoWorkers2Protocol, SidekiqProtocol
 from .stream import StreamProtocol
 from ..model.settings import DEFAULT_VISIBILITY_TIMEOUT
+import redis
 
 PROTOCOLS: dict[str, type[Protocol]] = {cls.name: cls for cls in (
     ListProtocol, ReliableProtocol, StreamProtocol, RQProtocol, SidekiqProtocol, GoWorkers2Protocol, CeleryProtocol,
@@ -34,8 +35,6 @@ def make_protocol(name: str, queue: str, consumer_id: str | None = None,
 
 def require_server_version(client, protocol: Protocol, where: str) -> None:
     """One clear line when the server is too old for the protocol; servers without INFO (fakeredis) pass."""
-    import redis
-
     try:
         version = client.info("server")["redis_version"]
     except redis.ResponseError:
