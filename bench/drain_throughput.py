@@ -15,7 +15,8 @@ import time
 
 from harness import median, private_server, run_child
 
-PROTOCOLS = ("list", "reliable", "stream")
+from queuestorm.protocols import PROTOCOLS
+
 
 
 def drain(url: str, protocol: str, queue: str, concurrency: int, expected: int) -> dict:

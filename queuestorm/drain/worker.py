@@ -19,7 +19,7 @@ from ..model.keys import RunKeys, parking_key, valid_run_id
 from ..ledger.latency import LocalHistogram
 from ..ledger.writer import CompletionRecorder
 from ..protocols.preflight import ready_for
-from ..protocols import Delivery, Protocol, make_protocol, require_server_version
+from ..protocols import Delivery, make_protocol, require_server_version
 from ..ledger.recordable import LedgerRuns
 from ..observe.vitals import VitalsSampler
 from ..model.settings import DEFAULT_VISIBILITY_TIMEOUT
@@ -84,8 +84,7 @@ class DrainWorker:
         self._last_stats_at: float | None = None
         self._last_count = 0
         # bodies fetched and not yet acknowledged, for the protocols that sweep their own orphans
-        sweeps = type(self.protocol).sweep_orphans is not Protocol.sweep_orphans
-        self._held: set[bytes] | None = set() if sweeps else None
+        self._held: set[bytes] | None = set() if self.protocol.sweeps_orphans else None
         self.completed_by_run: dict[str, int] = {}
         self._held_by_run: dict[str, Counter] = {}  # job ids fetched and not yet acknowledged, per run
         self._held_changed = False

@@ -41,6 +41,7 @@ class Fault:
     params: ClassVar[dict[str, object]] = {}  # name -> default
     bounds: ClassVar[dict[str, object]] = {}  # name -> option_types.bounded, for the numeric params
     needs: ClassVar[str] = ""  # what the run must have: "drain", "proxy", "server"
+    real_redis: ClassVar[bool] = False  # needs a real redis-server: fakeredis has no CLIENT KILL / PAUSE / CONFIG
 
     def __init__(self, at: float, duration: float, context: FaultContext, **params):
         self.at = at
@@ -81,6 +82,7 @@ class KillDrain(Fault):
 
 class ClientKill(Fault):
     kind = "client-kill"
+    real_redis = True
     params = {"target": "all", "all_runs": False}
     NAMES = {"load": (LOAD_CLIENT,), "drain": (DRAIN_CLIENT,), "all": (LOAD_CLIENT, DRAIN_CLIENT)}
 
@@ -109,6 +111,7 @@ class ClientKill(Fault):
 
 class Pause(Fault):
     kind = "pause"
+    real_redis = True
     params = {"mode": "write"}
 
     def inject(self) -> str:
@@ -128,6 +131,7 @@ class Pause(Fault):
 
 class MaxClients(Fault):
     kind = "maxclients"
+    real_redis = True
     params = {"maxclients": 10}
     bounds = {"maxclients": bounded(int, low=1)}
 
@@ -156,6 +160,7 @@ class Latency(Fault):
 
 class RestartRedis(Fault):
     kind = "restart-redis"
+    real_redis = True
     params = {"down_for": 1.0}
     bounds = {"down_for": bounded()}
     needs = "server"
@@ -315,7 +320,8 @@ def check_feasible(specs: list[FaultSpec], *, has_drain: bool, managed_server: b
     if "failover" in kinds and ledger_on_target:
         raise UsageError("fault failover would lose the ledger's own records with the target's: give --ledger-url "
                          "another server (or 'embedded' for a private one)")
-    if kinds & {"client-kill", "pause", "maxclients", "restart-redis"} and not real_redis:
-        raise UsageError(f"fault(s) {', '.join(sorted(kinds & {'client-kill', 'pause', 'maxclients'}))} need a real "
-                         "redis-server (fakeredis has no CLIENT KILL / PAUSE / CONFIG)")
+    needing = sorted(kind for kind in kinds if FAULTS[kind].real_redis)
+    if needing and not real_redis:
+        raise UsageError(f"fault(s) {', '.join(needing)} need a real redis-server (fakeredis has no CLIENT KILL / "
+                         "PAUSE / CONFIG / SHUTDOWN)")
 

@@ -21,6 +21,18 @@ def count_and_not(bits: bytes, minus: bytes = b"") -> int:
     return (bitmap_int(bits, width) & ~bitmap_int(minus, width)).bit_count()
 
 
+def registered_producer_counts(client: redis.Redis, run_ids: list[str]) -> dict[str, int]:
+    """Each of these runs that exists -> how many producers it registered, in one round trip."""
+    pipe = client.pipeline(transaction=False)
+    for run_id in run_ids:
+        keys = RunKeys(run_id)
+        pipe.exists(keys.meta)
+        pipe.get(keys.producer_counter)
+    replies = pipe.execute()
+    return {run_id: int(counter or 0)
+            for run_id, exists, counter in zip(run_ids, replies[::2], replies[1::2]) if exists}
+
+
 class LedgerReader:
     def __init__(self, client: redis.Redis, run_id: str):
         self.client = client

@@ -8,7 +8,8 @@ is cached; the counter is read again when a job names a producer above the cache
 import redis
 
 from ..model.jobs import JobRef
-from ..model.keys import RunKeys, valid_run_id
+from ..model.keys import valid_run_id
+from .reader import registered_producer_counts
 
 MAX_SEQ = 2**32 - 1  # BITFIELD's largest bit offset: a string of 512 MB, Redis's proto-max-bulk-len by default
 
@@ -47,12 +48,4 @@ class LedgerRuns:
         return None
 
     def _refresh(self, client: redis.Redis, run_ids: list[str]) -> None:
-        pipe = client.pipeline(transaction=False)
-        for run_id in run_ids:
-            keys = RunKeys(run_id)
-            pipe.exists(keys.meta)
-            pipe.get(keys.producer_counter)
-        replies = pipe.execute()
-        for run_id, exists, counter in zip(run_ids, replies[::2], replies[1::2]):
-            if exists:
-                self._producers[run_id] = int(counter or 0)
+        self._producers.update(registered_producer_counts(client, run_ids))

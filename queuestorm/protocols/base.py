@@ -30,6 +30,7 @@ class Protocol(ABC):
     name: ClassVar[str]
     needs_ack: ClassVar[bool] = False  # False where fetching already removed the job (BRPOP)
     min_redis_version: ClassVar[tuple[int, ...]] = (2, 0)
+    sweeps_orphans: ClassVar[bool] = False  # True where sweep_orphans returns what a lost fetch reply left held
 
     def __init__(self, queue: str, consumer_id: str | None = None,
                  visibility_timeout: float = DEFAULT_VISIBILITY_TIMEOUT):

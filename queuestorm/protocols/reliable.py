@@ -11,6 +11,7 @@ from ..model.settings import DEFAULT_VISIBILITY_TIMEOUT
 
 class ReliableProtocol(Protocol):
     name = "reliable"
+    sweeps_orphans = True
     needs_ack = True
     min_redis_version = (6, 2)  # BLMOVE / LMOVE
 
