@@ -61,7 +61,23 @@ def run_cli(*args, env=None, timeout=120, cwd=ROOT) -> subprocess.CompletedProce
                  "QS_REPORT", "QS_EMBEDDED"):
         full_env.pop(name, None)
     full_env.update(env or {})
-    return subprocess.run(list(args), capture_output=True, text=True, timeout=timeout, env=full_env, cwd=cwd)
+    # its own process group: a timeout kills the drains and workers it started too, whose inherited pipes would
+    # otherwise keep the wait for its output going past the deadline
+    with subprocess.Popen(list(args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=full_env,
+                          cwd=cwd, start_new_session=True) as proc:
+        try:
+            stdout, stderr = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            stdout, stderr = proc.communicate()
+            pytest.fail(f"{' '.join(map(str, args[:6]))} … ran past {timeout}s\nstdout: …{stdout[-3000:]}\n"
+                        f"stderr: …{stderr[-3000:]}")
+        return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
+
+
+def tails(result: subprocess.CompletedProcess, chars: int = 2000) -> str:
+    """An assertion message: the end of both streams (Locust's tables go to stderr, the verdict to stdout)."""
+    return f"stdout: …{result.stdout[-chars:]}\nstderr: …{result.stderr[-chars:]}"
 
 
 def queuestorm(*args, **kw) -> subprocess.CompletedProcess:

@@ -5,7 +5,7 @@ import struct
 
 import pytest
 
-from helpers import locust
+from helpers import locust, tails
 from queuestorm.html_report import MARK, add_section
 
 
@@ -30,7 +30,7 @@ def test_headless_run_leaves_a_report_with_the_queue_charts_and_a_plot(tmp_path,
     result = locust("--users", "3", "--spawn-rate", "3", "--run-time", "3s", "--rate", "100", "--queue", queue,
                     "--faults", str(faults), "--html", str(html), "--plot", str(png), "--report", str(report),
                     env={"REDIS_URL": redis_url, "QS_RUN_ID": run_id})
-    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.returncode == 0, tails(result)
     assert png_size(png) == (1200, 900)
     page = html.read_text()
     assert page.count(MARK) == 1 and "QSCharts" in page and "<script src=" not in page.split(MARK)[1]

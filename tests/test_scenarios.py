@@ -8,7 +8,7 @@ from locust.argument_parser import get_parser
 
 import queuestorm.plugin  # noqa: F401  (registers the options and the scenario hook)
 
-from helpers import ROOT, locust
+from helpers import ROOT, locust, tails
 
 SCENARIOS = f"{ROOT}/scenarios"
 
@@ -80,7 +80,7 @@ def test_a_run_takes_its_scenario_from_the_config_file(tmp_path, redis_url, queu
     report = tmp_path / "verdict.json"
     config.write_text(f"scenario = {scenario}\nqueue = {queue}\nreport = {report}\n")
     result = locust("--config", str(config), env={"REDIS_URL": redis_url}, timeout=90)
-    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.returncode == 0, tails(result)
     verdict = read(report)
     assert verdict["protocol"] == "reliable" and verdict["verdict"] == "pass" and verdict["enqueued"] > 0
 
@@ -106,7 +106,7 @@ def test_scenario_mistakes_name_file_line_and_field_and_exit_2(tmp_path, text, m
 def test_standalone_dev_runs_on_the_embedded_redis_with_zero_configuration(tmp_path):
     report = tmp_path / "v.json"
     result = locust("--scenario", f"{SCENARIOS}/standalone-dev.yaml", "--run-time", "3s", "--report", str(report))
-    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.returncode == 0, tails(result)
     doc = read(report)
     assert doc["verdict"] == "pass" and doc["lost"] == 0 and doc["enqueued"] > 100
     assert "figures are those of the embedded server" in result.stdout
@@ -117,7 +117,7 @@ def test_dyno_concurrency_prints_the_seed_tables_and_completes_every_task(tmp_pa
     result = locust("--scenario", f"{SCENARIOS}/dyno-concurrency.yaml", "--users", "4", "--spawn-rate", "4",
                     "--run-time", "3s", "--tasks-per-second", "200", "--warmup", "1", "--report", str(report),
                     env={"REDIS_URL": redis_url})
-    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.returncode == 0, tails(result)
     dyno = read(report)["dyno"]
     assert dyno["constants"]["NUM_WORKERS"] == 4 and dyno["constants"]["MAX_FLATS"] == 100
     assert dyno["constants"]["TASKS_PER_SECOND"] == 200
@@ -137,7 +137,7 @@ def test_a_dyno_worker_reaching_its_backlog_limit_fails_and_stops_the_run(tmp_pa
     result = locust("--scenario", f"{SCENARIOS}/dyno-concurrency.yaml", "--users", "2", "--spawn-rate", "2",
                     "--run-time", "30s", "--tasks-per-second", "3000", "--backlog-limit", "5", "--report", str(report),
                     env={"REDIS_URL": redis_url})
-    assert result.returncode == 1, result.stderr[-2000:]
+    assert result.returncode == 1, tails(result)
     doc = read(report)
     reached = doc["dyno"]["reached_backlog_limit"]
     assert reached >= 1 and f"{reached} reached backlog limit" in doc["reasons"]
@@ -154,7 +154,7 @@ def test_crossed_thresholds_fail_the_run_naming_threshold_and_value(tmp_path, re
                     "--latency-limit", "enqueue:max=0.0001,ping:p50=100000", "--min-rate", "1000000",
                     "--max-error-ratio", "0.0001", "--faults", str(faults), "--report", str(report),
                     env={"REDIS_URL": redis_url})
-    assert result.returncode == 1, result.stderr[-2000:]
+    assert result.returncode == 1, tails(result)
     reasons = read(report)["reasons"]
     assert any(r.startswith("error ratio ") and "> max_error_ratio 0.0001" in r for r in reasons), reasons
     assert any(r.startswith("latency enqueue:max ") and r.endswith("> 0.0001 ms") for r in reasons), reasons
@@ -172,12 +172,12 @@ def test_heroku_crash_classifies_connection_failures_and_counts_connections(tmp_
     result = locust("--scenario", f"{SCENARIOS}/heroku-crash.yaml", "--users", "16", "--spawn-rate", "16",
                     "--run-time", "3s", "--connection-limit", "14", "--faults", str(faults), "--report", str(report),
                     env={"REDIS_URL": redis_url})
-    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.returncode == 0, tails(result)
     doc = read(report)
     assert doc["lost"] == 0 and doc["enqueued"] > 100
     assert doc["connection_limit"] == 14 and 0 < doc["connections_peak"]
     failures = result.stderr[result.stderr.index("Error report"):]
-    assert "connect: max clients: max number of clients reached" in failures
+    assert "connect: max clients: max number of clients reached" in failures, tails(result, 4000)
     assert "enqueue: EOF: " in failures or "enqueue: connection reset: " in failures
     assert r.config_get("maxclients")["maxclients"] == before
 

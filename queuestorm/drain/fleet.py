@@ -4,12 +4,25 @@ fault SIGKILLs one on purpose and restarts it itself.
 
 URLs reach the children through their environment, never their argv (`ps` shows argv to every user)."""
 
+import ctypes
 import os
 import signal
 import subprocess
 import sys
 
+import gevent
+
 STOP_SECONDS = 15
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: Linux sends it SIGTERM (a graceful drain stop) when the Locust process that
+    started it dies, even by SIGKILL, so no inline drain outlives its run."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):  # not Linux: the parent's own stop is all there is
+        pass
 
 
 class DrainFleet:
@@ -27,22 +40,31 @@ class DrainFleet:
         self.stop_seconds = max(STOP_SECONDS, 2 * work_ms / 1000 + 5)  # a graceful stop finishes the jobs in hand
         self.processes: list[subprocess.Popen | None] = [None] * processes
         self._killed: set[int] = set()  # killed on purpose, restarted by whoever killed them
+        self._starting: set[int] = set()
+        self._stopping = False
         self.exit_codes: list[int] = []
 
     def consumer_id(self, index: int) -> str:
         return f"{self.consumer_prefix}-{index}"
 
     def _start(self, index: int) -> None:
-        self._killed.discard(index)
+        """Popen yields to other greenlets (gevent): until the new process is in place, no one else starts this
+        index, and a fleet being stopped starts nothing."""
+        if self._stopping or index in self._starting:
+            return
+        self._starting.add(index)
         out = open(self.log_path, "ab") if self.log_path else None
         try:
             self.processes[index] = subprocess.Popen(self.command + ["--consumer-id", self.consumer_id(index)],
-                                                     env=self.env, stdout=out)
+                                                     env=self.env, stdout=out, preexec_fn=_die_with_parent)
+            self._killed.discard(index)
         finally:
+            self._starting.discard(index)
             if out is not None:
                 out.close()
 
     def start(self) -> None:
+        self._stopping = False
         for index in range(len(self.processes)):
             self._start(index)
 
@@ -71,7 +93,8 @@ class DrainFleet:
         the OOM killer's SIGKILL; returns (index, exit code) of each."""
         restarted = []
         for index, proc in enumerate(self.processes):
-            if proc is not None and index not in self._killed and proc.poll() is not None:
+            if (proc is not None and index not in self._killed and index not in self._starting
+                    and proc.poll() is not None):
                 restarted.append((index, proc.returncode))
                 self.exit_codes.append(proc.returncode)
                 self._start(index)
@@ -80,15 +103,18 @@ class DrainFleet:
     def stop(self, timeout: float | None = None) -> list[int]:
         """SIGTERM every process: each finishes the jobs it holds, acknowledges them and exits (SIGKILL after
         `timeout`, by default long enough for the jobs in hand). Returns the exit codes."""
-        running = [p for p in self.processes if p is not None and p.poll() is None]
-        for proc in running:
-            proc.terminate()
-        for proc in running:
-            try:
-                proc.wait(self.stop_seconds if timeout is None else timeout)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        self._stopping = True
+        while self._starting:  # a start under way finishes first, so that its process is stopped too
+            gevent.sleep(0.01)
+        while running := [p for p in self.processes if p is not None and p.poll() is None]:
+            for proc in running:
+                proc.terminate()
+            for proc in running:
+                try:
+                    proc.wait(self.stop_seconds if timeout is None else timeout)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
         codes = [p.returncode for p in self.processes if p is not None]
         self.processes = [None] * len(self.processes)
         return codes

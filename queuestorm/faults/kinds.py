@@ -252,16 +252,22 @@ class FaultRunner:
         self._started = 0.0
 
     def start(self) -> None:
+        """Faults at 0 are in force when this returns, before the first user starts (test_start fires first)."""
         self._started = time.monotonic()
-        self._greenlets.append(gevent.spawn(self._run))
+        now = [spec for spec in self.specs if spec.at <= 0]
+        for spec in now:
+            self._inject(self._fault(spec))
+        self._greenlets.append(gevent.spawn(self._run, self.specs[len(now):]))
 
-    def _run(self) -> None:
-        for spec in self.specs:
+    def _fault(self, spec: FaultSpec) -> Fault:
+        return FAULTS[spec.kind](spec.at, spec.duration, self.context, **spec.params)
+
+    def _run(self, specs: list[FaultSpec]) -> None:
+        for spec in specs:
             wait = self._started + spec.at - time.monotonic()
             if wait > 0:
                 gevent.sleep(wait)
-            fault = FAULTS[spec.kind](spec.at, spec.duration, self.context, **spec.params)
-            self._inject(fault)
+            self._inject(self._fault(spec))
 
     def _inject(self, fault: Fault) -> None:
         at = round(time.monotonic() - self._started, 2)

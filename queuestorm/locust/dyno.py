@@ -33,6 +33,7 @@ EVENT_TYPE = "dyno"
 TICK = 0.01
 FETCH_BLOCK_SECONDS = 1.0
 FINISH_SECONDS = 10.0
+STOP_DISPATCH_SECONDS = 5.0
 
 
 @dataclass
@@ -71,6 +72,7 @@ class DynoFleet:
         self._dispatcher: gevent.Greenlet | None = None
         self._client = None  # the dispatcher's, opened at its first tick
         self._stopping = False
+        self._dispatching = True
 
     def add_worker(self) -> WorkerState:
         index = len(self.workers)
@@ -84,12 +86,14 @@ class DynoFleet:
 
     def _dispatch_due(self) -> None:
         """One tick: the tasks due by now, sent round-robin to the workers in one pipeline."""
+        if not self._dispatching:
+            raise gevent.GreenletExit
         if self._client is None:  # the first tick
             if not self._rate():
                 log.error("dyno workers need --tasks-per-second or --rate: no task is sent")
                 raise gevent.GreenletExit
             self._client = connect(self.runtime.load_url, check=False, name=self.runtime.client_name(LOAD_CLIENT))
-        runtime, request = self.runtime, self.environment.events.request
+        runtime = self.runtime
         now = time.monotonic()
         # the rate share is read each tick: the master re-splits --rate when Locust workers join or leave
         self._credit += (now - self._last_tick) * self._rate()
@@ -104,25 +108,35 @@ class DynoFleet:
             self._turn += 1
             seq = runtime.recorder.next_seq()
             batch.append((worker, seq, runtime.encoder.encode(seq)))
-        pipe = self._client.pipeline(transaction=False)
+        self._send(self._client, batch)
+
+    def _send(self, client, batch: list) -> None:
+        """One pipeline of LPUSHes; each task is recorded enqueued, or maybe enqueued, whatever ends the send —
+        also the kill that stops the dispatcher in the middle of it."""
+        runtime, request = self.runtime, self.environment.events.request
+        pipe = client.pipeline(transaction=False)
         for worker, _, body in batch:
             pipe.lpush(worker.queue, body)
         t0 = time.perf_counter()
-        error = None
+        error, confirmed = None, False
         try:
             pipe.execute()
+            confirmed = True
         except Exception as e:  # noqa: BLE001 — every failure is a failed Locust request
             error = e
+        finally:
+            for worker, seq, _ in batch:
+                if confirmed:
+                    runtime.recorder.enqueued(seq)
+                    worker.sent += 1
+                else:
+                    runtime.recorder.maybe_enqueued(seq)
         elapsed = (time.perf_counter() - t0) * 1000
-        for worker, seq, body in batch:
+        for worker, _, body in batch:
             request.fire(request_type=EVENT_TYPE, name="send", response_time=elapsed, response_length=len(body),
                          exception=classified(error), context={})
-            if error is None:
-                runtime.recorder.enqueued(seq)
-                worker.sent += 1
+            if confirmed:
                 self._note_backlog(worker)
-            else:
-                runtime.recorder.maybe_enqueued(seq)
 
     def _rate(self) -> float:
         """The capacity search sets the rate step by step, through the pacer: --tasks-per-second gives way."""
@@ -144,27 +158,43 @@ class DynoFleet:
                 gevent.spawn(runner.quit)
 
     def stop_dispatch(self) -> None:
+        """The send under way finishes (its tasks are then surely sent or surely not); a send that hangs past the
+        deadline is killed, and its tasks are maybe enqueued."""
+        self._dispatching = False
         if self._dispatcher is not None:
+            self._dispatcher.join(timeout=STOP_DISPATCH_SECONDS)
             self._dispatcher.kill()
 
     def finish(self) -> None:
         """After the users stopped: work off what was sent and not yet taken, as a graceful worker shutdown does."""
-        runners = [gevent.spawn(_work_off, self, worker) for worker in self.workers]
-        gevent.joinall(runners, timeout=FINISH_SECONDS)
-        gevent.killall(runners)
+        deadline = time.monotonic() + FINISH_SECONDS
+        runners = [gevent.spawn(_work_off, self, worker, deadline) for worker in self.workers]
+        gevent.joinall(runners, timeout=FINISH_SECONDS + STOP_DISPATCH_SECONDS)
+        gevent.killall(runners)  # a task hung past both: put back by its greenlet, as a stopped user's is
 
     def rows(self) -> list[dict]:
         return [w.row() for w in self.workers]
 
 
-def _work_off(fleet: DynoFleet, worker: WorkerState) -> None:
+def _work_off(fleet: DynoFleet, worker: WorkerState, deadline: float) -> None:
+    """No task is taken after the deadline: what is left stays on the worker's list, unfinished, never lost."""
     client = connect(fleet.runtime.load_url, check=False, name=fleet.runtime.client_name(DRAIN_CLIENT))
     ledger = CompletionRecorder(connect(fleet.runtime.ledger_url, check=False))
-    while True:
+    while time.monotonic() < deadline:
         body = client.rpop(worker.queue)
         if body is None:
             return
+        _do_or_put_back(fleet, worker, client, ledger, body)
+
+
+def _do_or_put_back(fleet: DynoFleet, worker: WorkerState, client, ledger: CompletionRecorder, body: bytes) -> None:
+    try:
         _do_task(fleet, worker, client, ledger, body)
+    except gevent.GreenletExit:
+        # stopped mid-task (a user past --stop-timeout, a work-off past its deadline): the task goes back to the
+        # consuming end of its list, where the work-off or the check finds it, rather than vanishing with the greenlet
+        client.rpush(worker.queue, body)
+        raise
 
 
 def _timed(fleet: DynoFleet, worker: WorkerState, name: str, operation) -> Exception | None:
@@ -226,10 +256,4 @@ class DynoWorkerUser(User):
             return
         if reply is None:
             return
-        try:
-            _do_task(self.fleet, self.worker, self.client, self.ledger, reply[1])
-        except gevent.GreenletExit:
-            # the run stopped this user mid-task (past --stop-timeout): the task goes back to the consuming end of
-            # its list, where the work-off at the stop finds it, rather than vanishing with the greenlet
-            self.client.rpush(self.worker.queue, reply[1])
-            raise
+        _do_or_put_back(self.fleet, self.worker, self.client, self.ledger, reply[1])

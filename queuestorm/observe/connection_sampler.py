@@ -5,6 +5,7 @@ import logging
 
 import gevent
 import redis
+
 from ..model.periodic import every
 
 log = logging.getLogger("queuestorm")

@@ -4,6 +4,7 @@ Locust's failures table groups by the exception's text, so a classified failure 
 server.` whatever the address or the client library's wording."""
 
 import redis
+
 from ..redis.connection import NETWORK_ERRORS
 
 KINDS = (  # (kind, words in the message), first match wins

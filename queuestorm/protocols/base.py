@@ -10,7 +10,9 @@ from collections.abc import Iterable, Iterator
 from typing import Any, ClassVar, NamedTuple
 
 import redis
+
 from ..model.settings import DEFAULT_VISIBILITY_TIMEOUT
+from ..redis.connection import NETWORK_ERRORS
 
 
 PROBE = b"queuestorm-probe"  # the value in probe commands: they are queued in a MULTI and discarded, never run
@@ -186,5 +188,8 @@ def take_batch(client: redis.Redis, blocking: tuple, non_blocking: tuple, count:
         pipe = client.pipeline(transaction=False)
         for _ in range(count - 1):
             pipe.execute_command(*non_blocking)
-        taken += [item for item in pipe.execute() if item is not None]
+        try:
+            taken += [item for item in pipe.execute() if item is not None]
+        except NETWORK_ERRORS:  # the first is taken: run it; the protocol's recovery finds what the rest moved
+            pass
     return taken

@@ -3,6 +3,7 @@ that dies holding jobs loses them, which is exactly what this protocol exists to
 
 import redis
 
+from ..redis.connection import NETWORK_ERRORS
 from .base import PROBE, DeclaredKey, Delivery, Protocol, list_pages
 
 
@@ -30,6 +31,8 @@ class ListProtocol(Protocol):
                 more = client.execute_command("RPOP", self.queue, count - 1)
             except redis.ResponseError:
                 self._rpop_count = False
+                more = None
+            except NETWORK_ERRORS:  # the job BRPOP took is ours to run: never dropped for the extra take
                 more = None
             if more:
                 deliveries += [Delivery(body) for body in more]
