@@ -65,6 +65,7 @@ def measure(variant: str, url: str, seconds: float, users: int, protocol: str = 
     if variant.startswith("queuestorm"):
         from locust.argument_parser import parse_options
 
+        from queuestorm.model.environment import state_of
         from queuestorm.users import EnqueueUser
 
         options = parse_options(args=["-f", "x.py", "--redis-url", url, "--drain", "off", "--grace", "0",
@@ -79,7 +80,7 @@ def measure(variant: str, url: str, seconds: float, users: int, protocol: str = 
         if variant == "queuestorm-noledger":
             @events.test_start.add_listener
             def _null_recorder(environment, **_):
-                recorder = environment.queuestorm.runtime.recorder
+                recorder = state_of(environment).runtime.recorder
                 recorder.enqueued = recorder.maybe_enqueued = lambda seq: None
     else:
         env = Environment(user_classes=[naive_user_class(variant, url, queue)], events=events)
@@ -97,7 +98,7 @@ def measure(variant: str, url: str, seconds: float, users: int, protocol: str = 
     elapsed, cpu = time.monotonic() - started, _cpu_seconds() - cpu_started
     runner.quit()
     if variant.startswith("queuestorm"):
-        env.queuestorm.session.shutdown()
+        state_of(env).session.shutdown()
     if not keep_queue:
         import redis
 

@@ -16,10 +16,10 @@ import tempfile
 import time
 
 from queuestorm.embedded import EmbeddedRedis
+from queuestorm.protocols import PROTOCOLS
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-PROTOCOLS = ("list", "reliable", "stream", "rq", "sidekiq", "go-workers2", "celery", "bullmq")
 RESTART = ["--embedded", "redis-server", "--ledger-url", "embedded"]
 SENTINEL = ["--embedded", "sentinel", "--ledger-url", "embedded"]
 KILL_PRIMARY = {"kind": "failover", "at": 2, "mode": "kill-primary", "lag": 0.5, "down_for": 1}

@@ -41,6 +41,7 @@ def measure(url: str, users: int, seconds: float) -> dict:
     from locust.argument_parser import parse_options
     from locust.env import Environment
 
+    from queuestorm.model.environment import state_of
     from queuestorm.users import EnqueueUser
 
     queue = f"bench-latency-{os.getpid()}"
@@ -67,7 +68,7 @@ def measure(url: str, users: int, seconds: float) -> dict:
     elapsed = time.monotonic() - started
     server_us = admin.info("commandstats").get("cmdstat_lpush", {}).get("usec_per_call", float("nan"))
     runner.quit()
-    env.queuestorm.session.shutdown()
+    state_of(env).session.shutdown()
     admin.unlink(queue)
     return {"users": users, "events_per_s": len(recorded) / elapsed, "server_us": server_us,
             "recorded": [percentile(recorded, p) for p in PERCENTILES],

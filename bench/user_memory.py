@@ -44,6 +44,7 @@ def measure(url: str, users: int, rate: float) -> dict:
     from locust.argument_parser import parse_options
     from locust.env import Environment
 
+    from queuestorm.model.environment import state_of
     from queuestorm.users import EnqueueUser
 
     options = parse_options(args=["-f", "x.py", "--redis-url", url, "--drain", "off", "--grace", "0",
@@ -61,7 +62,7 @@ def measure(url: str, users: int, rate: float) -> dict:
     running = runner.user_count
     requests, failures = stats.num_requests, stats.num_failures
     runner.quit()
-    env.queuestorm.session.shutdown()
+    state_of(env).session.shutdown()
     return {"users": running, "rss_before_mb": before / 2**20, "rss_after_mb": after / 2**20,
             "kb_per_user": (after - before) / users / 1024, "enqueues": requests, "failures": failures}
 

@@ -54,6 +54,7 @@ def measure(variant: str, url: str, seconds: float, users: int) -> dict:
     from locust.argument_parser import parse_options
     from locust.env import Environment
 
+    from queuestorm.model.environment import state_of
     from queuestorm.users import EnqueueUser
 
     queue = f"bench-wait-{variant}-{os.getpid()}"
@@ -72,7 +73,7 @@ def measure(variant: str, url: str, seconds: float, users: int) -> dict:
     result = {"variant": variant, "events_per_s": stats.num_requests / elapsed, "failures": stats.num_failures,
               "p50_ms": stats.get_response_time_percentile(0.5), "p95_ms": stats.get_response_time_percentile(0.95)}
     runner.quit()
-    env.queuestorm.session.shutdown()
+    state_of(env).session.shutdown()
     import redis
 
     redis.Redis.from_url(url).unlink(queue)

@@ -9,11 +9,10 @@ import psutil
 import pytest
 import redis
 
-from queuestorm.protocols import make_protocol
+from queuestorm.protocols import PROTOCOLS, make_protocol
 
 from helpers import ROOT, check_report, drain_until_empty, enqueue_jobs, read_line, wait_until
 
-PROTOCOLS = ["list", "reliable", "stream"]
 
 
 
@@ -22,7 +21,7 @@ PROTOCOLS = ["list", "reliable", "stream"]
 
 
 
-@pytest.mark.parametrize("protocol", PROTOCOLS)
+@pytest.mark.parametrize("protocol", list(PROTOCOLS))  # the generic contract: every registered protocol
 def test_every_job_completes_exactly_once(protocol, r, redis_url, queue, run_id, tmp_path):
     enqueue_jobs(r, protocol, queue, run_id, 500)
     final = drain_until_empty(redis_url, protocol, queue)

@@ -5,10 +5,10 @@ import time
 
 import redis
 
-from ..connection import connect, describe_redis_error, url_of
-from ..errors import UsageError
-from ..jobs import decode
-from ..ledger import CompletionRecorder
+from ..redis.connection import connect, describe_redis_error, url_of
+from ..model.errors import UsageError
+from ..model.jobs import decode
+from ..ledger.writer import CompletionRecorder
 
 _recorders: dict[str, CompletionRecorder] = {}
 

@@ -1,6 +1,6 @@
 """Wire protocols by name. Adding one means adding a module and a line here, nothing else."""
 
-from ..errors import UsageError
+from ..model.errors import UsageError
 from .base import PROBE, DeclaredKey, Delivery, Protocol
 from .beequeue import BeeQueueProtocol
 from .bullmq import BullMQProtocol
@@ -11,6 +11,8 @@ from .reliable import ReliableProtocol
 from .rq import RQProtocol
 from .sidekiq import GoWorkers2Protocol, SidekiqProtocol
 from .stream import StreamProtocol
+from ..model.settings import DEFAULT_VISIBILITY_TIMEOUT
+import redis
 
 PROTOCOLS: dict[str, type[Protocol]] = {cls.name: cls for cls in (
     ListProtocol, ReliableProtocol, StreamProtocol, RQProtocol, SidekiqProtocol, GoWorkers2Protocol, CeleryProtocol,
@@ -26,14 +28,13 @@ def protocol_class(name: str) -> type[Protocol]:
         raise UsageError(f"unknown protocol {name!r} (known: {known})") from None
 
 
-def make_protocol(name: str, queue: str, consumer_id: str | None = None, visibility_timeout: float = 30.0) -> Protocol:
+def make_protocol(name: str, queue: str, consumer_id: str | None = None,
+                  visibility_timeout: float = DEFAULT_VISIBILITY_TIMEOUT) -> Protocol:
     return protocol_class(name)(queue, consumer_id, visibility_timeout)
 
 
 def require_server_version(client, protocol: Protocol, where: str) -> None:
     """One clear line when the server is too old for the protocol; servers without INFO (fakeredis) pass."""
-    import redis
-
     try:
         version = client.info("server")["redis_version"]
     except redis.ResponseError:

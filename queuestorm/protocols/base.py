@@ -11,7 +11,9 @@ from typing import Any, ClassVar, NamedTuple
 
 import redis
 
-NETWORK_ERRORS = (redis.ConnectionError, redis.TimeoutError, OSError)
+from ..model.settings import DEFAULT_VISIBILITY_TIMEOUT
+from ..redis.connection import NETWORK_ERRORS
+
 
 PROBE = b"queuestorm-probe"  # the value in probe commands: they are queued in a MULTI and discarded, never run
 
@@ -30,8 +32,10 @@ class Protocol(ABC):
     name: ClassVar[str]
     needs_ack: ClassVar[bool] = False  # False where fetching already removed the job (BRPOP)
     min_redis_version: ClassVar[tuple[int, ...]] = (2, 0)
+    sweeps_orphans: ClassVar[bool] = False  # True where sweep_orphans returns what a lost fetch reply left held
 
-    def __init__(self, queue: str, consumer_id: str | None = None, visibility_timeout: float = 30.0):
+    def __init__(self, queue: str, consumer_id: str | None = None,
+                 visibility_timeout: float = DEFAULT_VISIBILITY_TIMEOUT):
         self.queue = queue
         self.consumer_id = consumer_id or "queuestorm"
         self.visibility_timeout = visibility_timeout

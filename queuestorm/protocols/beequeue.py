@@ -22,6 +22,7 @@ from typing import NamedTuple
 import redis
 
 from .base import PROBE, DeclaredKey, Delivery, Protocol, list_pages, zset_pages, take_batch
+from ..model.settings import DEFAULT_VISIBILITY_TIMEOUT
 
 PREFIX = "bq"
 
@@ -97,7 +98,8 @@ class BeeQueueProtocol(Protocol):
     retries: int | None = None  # written into each job's options when set, as Job#retries(n)
     timeout_ms: int | None = None  # as Job#timeout(ms)
 
-    def __init__(self, queue: str, consumer_id: str | None = None, visibility_timeout: float = 30.0):
+    def __init__(self, queue: str, consumer_id: str | None = None,
+                 visibility_timeout: float = DEFAULT_VISIBILITY_TIMEOUT):
         super().__init__(queue, consumer_id, visibility_timeout)
         self.base = f"{PREFIX}:{queue}:"
         self.stall_interval_ms = max(int(visibility_timeout * 1000), 1)

@@ -18,8 +18,9 @@ from typing import NamedTuple
 
 import redis
 
-from ..errors import UsageError
+from ..model.errors import UsageError
 from .base import PROBE, DeclaredKey, Delivery, Protocol, list_pages, zset_pages
+from ..model.settings import DEFAULT_VISIBILITY_TIMEOUT
 
 PREFIX = "bull"
 JOB_NAME = "queuestorm"
@@ -72,7 +73,8 @@ class BullMQProtocol(Protocol):
     needs_ack = True
     min_redis_version = (5, 0)
 
-    def __init__(self, queue: str, consumer_id: str | None = None, visibility_timeout: float = 30.0):
+    def __init__(self, queue: str, consumer_id: str | None = None,
+                 visibility_timeout: float = DEFAULT_VISIBILITY_TIMEOUT):
         super().__init__(queue, consumer_id, visibility_timeout)
         self.base = f"{PREFIX}:{queue}:"
         self.lock_ms = int(visibility_timeout * 1000)

@@ -23,8 +23,9 @@ from typing import NamedTuple
 
 import redis
 
-from ..errors import UsageError
+from ..model.errors import UsageError
 from .base import PROBE, DeclaredKey, Delivery, Protocol, hash_value_pages, list_pages
+from ..model.settings import DEFAULT_VISIBILITY_TIMEOUT
 
 TASK = "queuestorm.work"
 SEP = "\x06\x16"
@@ -93,7 +94,8 @@ class CeleryProtocol(Protocol):
     needs_ack = True
     min_redis_version = (6, 2)  # ZRANGE ... BYSCORE REV, as kombu's restore_visible
 
-    def __init__(self, queue: str, consumer_id: str | None = None, visibility_timeout: float = 30.0):
+    def __init__(self, queue: str, consumer_id: str | None = None,
+                 visibility_timeout: float = DEFAULT_VISIBILITY_TIMEOUT):
         super().__init__(queue, consumer_id, visibility_timeout)
         self.queues = [name for name in queue.split(",") if name]  # a worker's -Q a,b; tasks go to the first
         if not self.queues:

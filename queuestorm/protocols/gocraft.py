@@ -26,6 +26,7 @@ import time
 import redis
 
 from .base import PROBE, DeclaredKey, Delivery, Protocol, glob_escape, list_pages, matching_keys, zset_pages
+from ..model.settings import DEFAULT_VISIBILITY_TIMEOUT
 
 DEFAULT_NAMESPACE = "work"
 POLL_SECONDS = 0.05
@@ -101,7 +102,8 @@ class GocraftProtocol(Protocol):
     needs_ack = True
     min_redis_version = (2, 6)
 
-    def __init__(self, queue: str, consumer_id: str | None = None, visibility_timeout: float = 30.0):
+    def __init__(self, queue: str, consumer_id: str | None = None,
+                 visibility_timeout: float = DEFAULT_VISIBILITY_TIMEOUT):
         super().__init__(queue, consumer_id, visibility_timeout)
         self.namespace, self.job_name = split_queue(queue)
         self.pool_id = self.consumer_id

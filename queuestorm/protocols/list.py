@@ -3,7 +3,8 @@ that dies holding jobs loses them, which is exactly what this protocol exists to
 
 import redis
 
-from .base import NETWORK_ERRORS, PROBE, DeclaredKey, Delivery, Protocol, list_pages
+from ..redis.connection import NETWORK_ERRORS
+from .base import PROBE, DeclaredKey, Delivery, Protocol, list_pages
 
 
 class ListProtocol(Protocol):

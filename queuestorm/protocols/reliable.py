@@ -6,14 +6,17 @@ at once (go-workers2's ProcessID). At-least-once: a job can run twice, never zer
 import redis
 
 from .base import PROBE, DeclaredKey, Delivery, Protocol, glob_escape, list_pages, matching_keys, take_batch
+from ..model.settings import DEFAULT_VISIBILITY_TIMEOUT
 
 
 class ReliableProtocol(Protocol):
     name = "reliable"
+    sweeps_orphans = True
     needs_ack = True
     min_redis_version = (6, 2)  # BLMOVE / LMOVE
 
-    def __init__(self, queue: str, consumer_id: str | None = None, visibility_timeout: float = 30.0):
+    def __init__(self, queue: str, consumer_id: str | None = None,
+                 visibility_timeout: float = DEFAULT_VISIBILITY_TIMEOUT):
         super().__init__(queue, consumer_id, visibility_timeout)
         self.consumers_key = f"queuestorm:reliable:{queue}:consumers"
         self.processing = self.processing_key(self.consumer_id)

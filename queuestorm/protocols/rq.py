@@ -24,6 +24,7 @@ from typing import NamedTuple
 import redis
 
 from .base import PROBE, DeclaredKey, Delivery, Protocol, list_pages, zset_pages, take_batch
+from ..model.settings import DEFAULT_VISIBILITY_TIMEOUT
 
 FUNC = "queuestorm.hooks.rq.work"
 ON_SUCCESS = "queuestorm.hooks.rq.on_success"
@@ -76,7 +77,8 @@ class RQProtocol(Protocol):
     needs_ack = True
     min_redis_version = (6, 2)  # BLMOVE, as RQ's worker uses on a single queue
 
-    def __init__(self, queue: str, consumer_id: str | None = None, visibility_timeout: float = 30.0):
+    def __init__(self, queue: str, consumer_id: str | None = None,
+                 visibility_timeout: float = DEFAULT_VISIBILITY_TIMEOUT):
         super().__init__(queue, consumer_id, visibility_timeout)
         self.queue_key = f"rq:queue:{queue}"
         self.intermediate = f"{self.queue_key}:intermediate"

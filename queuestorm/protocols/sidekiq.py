@@ -21,8 +21,9 @@ import time
 
 import redis
 
-from ..errors import UsageError
+from ..model.errors import UsageError
 from .base import PROBE, DeclaredKey, Delivery, Protocol, glob_escape, list_pages, matching_keys, zset_pages
+from ..model.settings import DEFAULT_VISIBILITY_TIMEOUT
 
 JOB_CLASS = "QueuestormJob"
 FETCH_TIMEOUT = 2  # BasicFetch::TIMEOUT
@@ -54,7 +55,8 @@ def marker_of(job: bytes) -> bytes | None:
 class SidekiqProtocol(Protocol):
     name = "sidekiq"
 
-    def __init__(self, queue: str, consumer_id: str | None = None, visibility_timeout: float = 30.0):
+    def __init__(self, queue: str, consumer_id: str | None = None,
+                 visibility_timeout: float = DEFAULT_VISIBILITY_TIMEOUT):
         super().__init__(queue, consumer_id, visibility_timeout)
         self.queues = [name for name in queue.split(",") if name]
         if not self.queues:

@@ -9,7 +9,7 @@ from typing import NamedTuple
 
 import redis
 
-from ..errors import UsageError
+from ..model.errors import UsageError
 from .base import PROBE, DeclaredKey, Delivery, Protocol, stream_pages
 
 GROUP = "queuestorm"

@@ -1,0 +1,1 @@
+"""queuestorm inside Locust: the listeners, the users, the dyno harness, master and workers."""

@@ -1,0 +1,82 @@
+"""Locust User classes that enqueue jobs, importable by anyone's own locustfile."""
+
+import gevent
+import redis
+from locust import User, constant, task
+from locust.user.users import LOCUST_STATE_STOPPING
+
+from . import plugin  # noqa: F401  (a locustfile importing a user gets queuestorm's options and listeners)
+from ..redis.connection import LOAD_CLIENT, connect
+from ..produce.enqueue import recorded_enqueue
+from ..model.errors import UsageError
+from ..produce.timing import timed
+from ..redis.wire import DirectConnection
+from .state import current
+
+RECONNECT_SECONDS = 1.0
+READ_BUFFER = 1024  # replies to an enqueue are a count or an entry id; 16 KB per user would be a third of its memory
+
+
+class EnqueueUser(User):
+    """Enqueues jobs as fast as allowed (or at the --rate share of this process), one connection per user.
+
+    Each enqueue is a timed Locust request (request_type = protocol, name = enqueue); its outcome goes to the
+    ledger: enqueued when the server confirmed it, maybe-enqueued when the call raised after sending, not sent
+    when it raised before any of the command left (the connection could not be made).
+    """
+
+    wait_time = constant(0)
+    # Locust's task loop (pick a task, wait, switch to the hub) runs once per this many enqueues: about a sixth of
+    # an enqueue's CPU time at 1 (docs/performance.md). Each enqueue is still its own timed request. A subclass
+    # that paces with wait_time instead of --rate sets it to 1.
+    enqueues_per_task = 10
+
+    client = None
+
+    def on_start(self):
+        self.qs = current(self.environment)
+        self._connect()
+
+    def _connect(self) -> bool:
+        """A refused connection (a plan's connection limit) is a failed `connect` request, tried again later."""
+        with timed(self.environment.events.request, self.qs.protocol.name, "connect") as request:
+            try:
+                self.client = DirectConnection(connect(self.qs.load_url, check=False,
+                                                       name=self.qs.client_name(LOAD_CLIENT), read_buffer=READ_BUFFER))
+            except UsageError as e:
+                raise redis.ConnectionError(str(e).split(": ", 1)[-1]) from None
+        return request.exception is None
+
+    def on_stop(self):
+        if self.client is not None:
+            self.client.close()
+
+    @task
+    def enqueue_jobs(self):
+        if self.client is None and not self._connect():
+            gevent.sleep(RECONNECT_SECONDS)
+            return
+        for _ in range(self.enqueues_per_task):
+            self.enqueue()
+            if self._state == LOCUST_STATE_STOPPING:
+                return
+
+    def enqueue(self):
+        self.qs.pacer.wait()
+        recorded_enqueue(self.qs, self.environment.events.request, self._send, self._was_sent)
+
+    def _send(self, body: bytes, request) -> None:
+        protocol = self.qs.protocol
+        command = protocol.enqueue_command(body)
+        if command is None:
+            self.client.run(protocol.enqueue, body)
+        else:
+            self.client.call(*command)
+            request.round_trip = self.client.round_trip
+        wait = getattr(self.qs, "replica_wait", None)
+        if wait is not None:  # the response time is then the stopwatch's: enqueue and WAIT
+            request.round_trip = None
+            wait.confirm(self.client.call(*wait.command))
+
+    def _was_sent(self) -> bool:
+        return self.client.sent

@@ -1,0 +1,1 @@
+"""What a run samples over time: vitals, connections, the timeline, the stats line."""

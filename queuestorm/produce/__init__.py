@@ -1,0 +1,1 @@
+"""The enqueue hot path, without Locust: runtime, enqueue, pacer, timing, failures."""
