@@ -9,7 +9,7 @@ from types import SimpleNamespace
 import pytest
 import redis
 
-from queuestorm import drain
+from queuestorm.drain import worker as drain
 from queuestorm.drain import RECORD_RETRY_SECONDS, DrainWorker
 from queuestorm.jobs import decode
 from queuestorm.keys import RunKeys

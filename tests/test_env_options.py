@@ -9,7 +9,9 @@ import pytest
 import redis
 
 from queuestorm import cli
-from queuestorm.options import PER_TEST, RunConfig, add_arguments, apply_start_form
+from queuestorm.locust.options import add_arguments
+from queuestorm.model.options import PER_TEST, RunConfig
+from queuestorm.run.config import apply_start_form, validate
 from queuestorm.protocols import make_protocol
 
 from helpers import enqueue_jobs, locust, queuestorm
@@ -93,7 +95,7 @@ def test_every_locust_option_s_variable_sets_it_to_a_non_default_value(monkeypat
     for name, (_, expected) in LOCUST_ENV.items():
         if declared[name] in RunConfig.__dataclass_fields__:
             assert getattr(config, declared[name]) == expected, name
-    config.validate()
+    validate(config)
     assert options.redis_url == "redis://127.0.0.1:1/3"
 
 
