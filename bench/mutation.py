@@ -20,15 +20,16 @@ CORE_TESTS = ["tests/test_promises.py", "tests/test_thresholds.py", "tests/test_
 CORE_SKIP = ["-k", "not locust_run and not ledger_meta and not test_secrets_never_leak"]
 CHECKER_TESTS = ["tests/test_check.py", "tests/test_checker_model.py", "tests/test_unfinished.py"]
 MODULES = {
-    "queuestorm/verdict.py": (None, CORE_TESTS, CORE_SKIP),
-    "queuestorm/thresholds.py": (None, CORE_TESTS, CORE_SKIP),
-    "queuestorm/connection.py": (["redact", "_secrets_of", "scrub"], CORE_TESTS, CORE_SKIP),
-    "queuestorm/check.py": (None, CHECKER_TESTS, []),
-    "queuestorm/ledger.py": (None, ["tests/test_ledger.py", "tests/test_drain_record.py", *CHECKER_TESTS], []),
+    "queuestorm/model/verdict.py": (None, CORE_TESTS, CORE_SKIP),
+    "queuestorm/run/thresholds.py": (None, CORE_TESTS, CORE_SKIP),
+    "queuestorm/redis/connection.py": (["redact", "_secrets_of", "scrub"], CORE_TESTS, CORE_SKIP),
+    "queuestorm/ledger/check.py": (None, CHECKER_TESTS, []),
+    "queuestorm/ledger/writer.py": (None, ["tests/test_ledger.py", "tests/test_drain_record.py", *CHECKER_TESTS], []),
+    "queuestorm/ledger/reader.py": (None, ["tests/test_ledger.py", *CHECKER_TESTS], []),
     # the drain's record/ack path, proven in this process by tests/test_drain_record.py (tests/test_promises.py
     # proves it of a drain process, which mutmut cannot see)
-    "queuestorm/drain.py": (["DrainWorker._record", "DrainWorker._count_completed", "DrainWorker._retry"],
-                            ["tests/test_drain_record.py"], []),
+    "queuestorm/drain/worker.py": (["DrainWorker._record", "DrainWorker._count_completed", "DrainWorker._retry"],
+                                   ["tests/test_drain_record.py"], []),
 }
 PYTEST_ARGS = ["-n", "0", "-p", "no:cacheprovider", "-x", "-q"]
 MODEL_EXAMPLES = "3"  # the model test's examples per protocol, per mutant (the suite's own run uses more)
