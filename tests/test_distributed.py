@@ -118,6 +118,8 @@ def test_master_two_workers_and_an_external_drain(fleet, tmp_path, r, queue, run
     assert by_pid[drain.pid]["role"] == "drain" and by_pid[drain.pid]["completed"] == doc["completed"]
     out = fleet.log("master")
     assert "Locust workers" in out and "Processes" in out and "verdict: PASS" in out
+    # the user table lists the classes in use, not every class of the locustfile with 0 users
+    assert 'All users spawned: {"EnqueueUser": 6} (6 total users)' in out, out[-3000:]
 
 
 def test_a_worker_joining_and_one_dying_mid_run(fleet, tmp_path, r, queue, run_id):

@@ -56,7 +56,8 @@ class WorkerBoard:
         return self.config.rate / workers if workers > 0 else self.config.rate
 
     def config_message(self, workers: int) -> dict:
-        return dict(self.config.to_message(), rate_share=self.share(workers))
+        return dict(self.config.to_message(), rate_share=self.share(workers),
+                    user_classes=[cls.__name__ for cls in self.environment.user_classes])
 
     def on_hello(self, environment, msg, **_) -> None:
         """A worker that started (mid-run too) asks for the configuration; Locust may have sent it users already."""

@@ -56,9 +56,18 @@ class State:
     def on_dyno_report(self, environment, msg, **_):
         self.dyno_rows.extend(msg.data)
 
+    @staticmethod
+    def _use_user_classes(environment, names) -> None:
+        """The master's classes only: a worker reports a count per class it has, and the master's user table
+        would list every class of the locustfile, most with 0 users."""
+        chosen = [cls for cls in environment.user_classes if cls.__name__ in (names or ())]
+        if chosen:
+            environment.user_classes = chosen
+
     def on_config_message(self, environment, msg, **_):
         data = dict(msg.data)
         self.rate_share = data.pop("rate_share")
+        self._use_user_classes(environment, data.pop("user_classes", None))
         if self.producing.is_set():
             self.runtime.pacer.set_rate(self.rate_share)  # already producing for this run: only the share moved
             return
