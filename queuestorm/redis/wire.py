@@ -126,6 +126,32 @@ class DirectConnection:
         finally:
             self.since = 0.0
 
+    def call_many(self, commands: list[tuple]) -> list:
+        """Every command written at once, then every reply read: one round trip. A command's error reply is its
+        redis.ResponseError in its place in the list; a network error raises, as call() does."""
+        conn = self.conn
+        pack = self._pack
+        packed = [part for command in commands for part in pack(*command)]
+        self.owner, self.since = getcurrent(), time.monotonic()
+        self.round_trip, self.sent = None, False
+        try:
+            if conn._sock is None:
+                conn.connect()  # a failure here sent nothing of the batch
+            self._send(packed, time.time())
+            replies = []
+            for _ in commands:
+                try:
+                    replies.append(conn.read_response())
+                except redis.ResponseError as e:
+                    replies.append(e)
+            return replies
+        except BaseException:
+            if self.sent:
+                conn.disconnect()  # replies still on their way would be read as the next call's
+            raise
+        finally:
+            self.since = 0.0
+
     def run(self, function, *args):
         """`function(redis_client, *args)`: a command through redis-py on this connection, under the same watchdog."""
         self.owner, self.since = getcurrent(), time.monotonic()
