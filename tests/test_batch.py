@@ -8,6 +8,7 @@ from types import SimpleNamespace
 import gevent
 import gevent.event
 import pytest
+import redis
 from locust.env import Environment
 
 from queuestorm.check import check_run
@@ -123,3 +124,21 @@ def test_batch_out_of_bounds_is_one_line_exit_2(value):
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-2000:]
     assert [line for line in result.stderr.strip().splitlines() if "--batch" in line] != []
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+def test_call_many_reads_every_reply_in_place_errors_included_across_many_reads(redis_url, r, queue):
+    client = DirectConnection(connect(redis_url, read_buffer=1024))
+    replies = client.call_many([("LPUSH", queue, "a"), ("INCR", queue), ("LPUSH", queue, "b")])
+    assert replies[0] == 1 and isinstance(replies[1], redis.ResponseError) and replies[2] == 2
+    many = client.call_many([("LPUSH", queue, b"x" * 10)] * 5000)  # 5000 replies: far more than one read's buffer
+    assert many == list(range(3, 5003)) and client.call("LLEN", queue) == 5002
+
+
+def test_a_batch_refused_by_the_server_fails_its_request_and_leaves_each_job_maybe(redis_url, r, queue, run_id):
+    r.set(queue, "not a list")
+    user, events, recorder, _ = batch_user(redis_url, r, run_id, ListProtocol(queue), 5)
+    user.enqueue_jobs()
+    recorder.close()
+    [event] = events
+    assert event["name"] == "enqueue_batch" and "WRONGTYPE" in str(event["exception"])
+    assert bits(r, recorder, 5) == ([0] * 5, [1] * 5)
