@@ -12,8 +12,9 @@ Each round runs, on the same private redis-server, one after another (order alte
                                    by how fast the queue grows while measuring
 
 Prints jobs/s per variant, and per round the ratio of queuestorm to the best redis-benchmark rate, of noledger to
-ledger, and the drain's backlog growth as a share of the jobs enqueued. The machine's cores are shared: the ratios,
-measured side by side, are the figures; absolute rates drift.
+ledger, the client's CPU per job with the ledger on and off (the ledger's cost: CPU time, which the machine's other
+load disturbs less than rates), and the drain's backlog growth as a share of the jobs enqueued. The machine's cores
+are shared: the ratios, measured side by side, are the figures; absolute rates drift.
 """
 
 import argparse
@@ -59,10 +60,10 @@ def main(argv=None) -> dict:
         return {}
     server = private_server()
     url = f"redis://127.0.0.1:{server.port}/0"
-    rounds, backlog = [], []
+    rounds, backlog, cpu_rounds = [], [], []
     try:
         for index in range(args.rounds):
-            row = {}
+            row, cpu_row = {}, {}
             steps = [f"redis-benchmark -P {p}" for p in PIPELINES] + list(QUEUESTORM)
             for step in steps if index % 2 == 0 else steps[::-1]:
                 if step.startswith("redis-benchmark"):
@@ -74,22 +75,27 @@ def main(argv=None) -> dict:
                 if result["failures"]:
                     print(f"warning: {step} had {result['failures']} failed batches", file=sys.stderr)
                 row[step] = result["jobs_per_s"]
+                cpu_row[step] = result["cpu_us_per_event"] / args.batch
                 if step == "queuestorm-drain":
                     backlog.append(result["backlog_per_s"] / max(result["jobs_per_s"], 1))
             row["redis-benchmark best"] = max(row[f"redis-benchmark -P {p}"] for p in PIPELINES)
             rounds.append(row)
+            cpu_rounds.append(cpu_row)
             print(f"round {len(rounds)}: " + "  ".join(f"{n}={v:,.0f}" for n, v in row.items()), flush=True)
     finally:
         server.stop()
     medians = report_rounds(rounds, {"queuestorm / redis-benchmark best": ("queuestorm", "redis-benchmark best"),
-                                     "noledger / ledger (cost)": ("queuestorm-noledger", "queuestorm")},
+                                     "noledger / ledger": ("queuestorm-noledger", "queuestorm")},
                             "jobs/s (redis-benchmark: requests/s)")
+    print()
+    report_rounds(cpu_rounds, {"ledger / noledger (cost)": ("queuestorm", "queuestorm-noledger")},
+                  "client CPU µs per job (user + system, all threads)", digits=2)
     share = median(backlog)
     print(f"\ninline drain: the queue grew by {share:.1%} of the jobs enqueued while measuring (median; "
           "per round: " + ", ".join(f"{b:.1%}" for b in backlog) + ")")
     return {"jobs_per_s": medians, "rounds": rounds,
             "vs_benchmark": median([r["queuestorm"] / r["redis-benchmark best"] for r in rounds]),
-            "ledger_cost": median([r["queuestorm-noledger"] / r["queuestorm"] for r in rounds]) - 1,
+            "ledger_cost": median([r["queuestorm"] / r["queuestorm-noledger"] for r in cpu_rounds]) - 1,
             "drain_backlog_share": share}
 
 
