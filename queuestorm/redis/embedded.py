@@ -18,8 +18,6 @@ from redis.retry import Retry
 
 from ..model.errors import UsageError
 from .connection import NETWORK_ERRORS
-from fakeredis import TcpFakeServer
-import fakeredis
 
 KINDS = ("auto", "redis-server", "fakeredis")
 START_TIMEOUT = 10.0
@@ -130,6 +128,8 @@ class EmbeddedRedis:
             self._kill()
             raise UsageError("the embedded fakeredis server did not answer PING")
 
+        import fakeredis
+
         self.description = (f"fakeredis {fakeredis.__version__} (a Python imitation of Redis, far slower than a "
                             f"real server) on 127.0.0.1:{port}")
 
@@ -168,6 +168,8 @@ class EmbeddedRedis:
 
 
 def serve_fakeredis(port: int = 0) -> None:
+    from fakeredis import TcpFakeServer
+
     class Server(TcpFakeServer):
         request_queue_size = 1024  # socketserver's default of 5 refuses a burst of Locust users
         daemon_threads = True

@@ -3,7 +3,7 @@ environment variables and command-line options still override the file.
 
     users: [EnqueueUser]          # Locust user classes of the locustfile
     options: {users: 50, spawn-rate: 10, run-time: 30s, protocol: reliable, rate: 500}
-    faults: [...]                 # see faults.py
+    faults: [...]                 # see faults/kinds.py
     thresholds: {max_lost: 0, max_error_ratio: 0.01, latency: {enqueue: {p95: 50}}}
 """
 
