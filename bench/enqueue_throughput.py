@@ -84,6 +84,7 @@ def measure(variant: str, url: str, seconds: float, users: int, protocol: str = 
             def _null_recorder(environment, **_):
                 recorder = state_of(environment).runtime.recorder
                 recorder.enqueued = recorder.maybe_enqueued = lambda seq: None
+                recorder.enqueued_run = lambda first, count: None
     else:
         env = Environment(user_classes=[naive_user_class(variant, url, queue)], events=events)
         runner = env.create_local_runner()

@@ -142,3 +142,17 @@ def test_a_batch_refused_by_the_server_fails_its_request_and_leaves_each_job_may
     [event] = events
     assert event["name"] == "enqueue_batch" and "WRONGTYPE" in str(event["exception"])
     assert bits(r, recorder, 5) == ([0] * 5, [1] * 5)
+
+
+def test_a_run_of_bits_is_set_as_one_set_each_would():
+    from queuestorm.ledger.writer import BitmapBuffer
+
+    for offset in range(18):
+        for count in range(0, 21):
+            one_by_one, at_once = BitmapBuffer(), BitmapBuffer()
+            one_by_one.set(100)
+            at_once.set(100)
+            for i in range(offset, offset + count):
+                one_by_one.set(i)
+            at_once.set_range(offset, count)
+            assert at_once.bits == one_by_one.bits and at_once.take_dirty() == one_by_one.take_dirty()

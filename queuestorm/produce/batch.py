@@ -25,7 +25,7 @@ def recorded_batch(qs, request_hook, send, count: int, was_sent=None) -> int:
     seqs = [recorder.next_seq() for _ in range(count)]
     encode = qs.encoder.encode
     bodies = [encode(seq) for seq in seqs]
-    outcomes = None
+    outcomes, errors = None, None
     try:
         with timed(request_hook, qs.protocol.name, BATCH_REQUEST, sum(map(len, bodies))) as request:
             outcomes = send(bodies, request)
@@ -33,7 +33,10 @@ def recorded_batch(qs, request_hook, send, count: int, was_sent=None) -> int:
             if errors:
                 raise BatchRejected(errors)
     finally:
-        if outcomes is not None:
+        if errors == [] and seqs[-1] - seqs[0] == count - 1:
+            recorder.enqueued_run(seqs[0], count)
+            confirmed = count
+        elif outcomes is not None:
             confirmed = 0
             for seq, error in zip(seqs, outcomes):
                 if error is None:
