@@ -156,3 +156,10 @@ def test_a_run_of_bits_is_set_as_one_set_each_would():
                 one_by_one.set(i)
             at_once.set_range(offset, count)
             assert at_once.bits == one_by_one.bits and at_once.take_dirty() == one_by_one.take_dirty()
+
+
+def test_a_batch_takes_a_pacer_slot_per_job():
+    pacer = Pacer(1000)
+    first = pacer._next
+    pacer.wait(100)  # its slot is now: no wait
+    assert pacer._next == pytest.approx(first + 100 / 1000)
