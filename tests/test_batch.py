@@ -163,3 +163,20 @@ def test_a_batch_takes_a_pacer_slot_per_job():
     first = pacer._next
     pacer.wait(100)  # its slot is now: no wait
     assert pacer._next == pytest.approx(first + 100 / 1000)
+
+
+def test_batch_comes_from_a_scenario_and_the_start_form(tmp_path):
+    import argparse
+
+    from locust.argument_parser import get_parser
+
+    from queuestorm.options import RunConfig, apply_start_form
+    from queuestorm.scenario import apply_scenario
+
+    scenario = tmp_path / "batched.yaml"
+    scenario.write_text("options: {batch: 50}\n")
+    parser = get_parser()
+    apply_scenario(parser, str(scenario))
+    assert parser.parse_args(["-f", "x.py"]).batch == 50
+    config = RunConfig()
+    assert apply_start_form(config, argparse.Namespace(batch="200")) == ["batch"] and config.batch == 200
