@@ -53,7 +53,9 @@ def _cpu_seconds() -> float:
 
 
 def measure(variant: str, url: str, seconds: float, users: int, protocol: str = "list", queue: str = "",
-            keep_queue: bool = False, server_pid: int = 0) -> dict:
+            keep_queue: bool = False, server_pid: int = 0, extra: tuple = (), batch: int = 1) -> dict:
+    """`extra`: more queuestorm arguments (the later wins); with `batch` > 1, events are enqueue_batch requests of
+    `batch` jobs, and `jobs_per_s` counts their jobs."""
     from gevent import monkey
 
     monkey.patch_all()
@@ -69,7 +71,7 @@ def measure(variant: str, url: str, seconds: float, users: int, protocol: str = 
         from queuestorm.users import EnqueueUser
 
         options = parse_options(args=["-f", "x.py", "--redis-url", url, "--drain", "off", "--grace", "0",
-                                      "--queue", queue, "--protocol", protocol])
+                                      "--queue", queue, "--protocol", protocol, "--batch", str(batch), *extra])
         env = Environment(user_classes=[EnqueueUser], events=events, parsed_options=options)
         runner = env.create_local_runner()
         events.init.fire(environment=env, runner=runner, web_ui=None)
@@ -82,28 +84,33 @@ def measure(variant: str, url: str, seconds: float, users: int, protocol: str = 
             def _null_recorder(environment, **_):
                 recorder = state_of(environment).runtime.recorder
                 recorder.enqueued = recorder.maybe_enqueued = lambda seq: None
+                recorder.enqueued_run = lambda first, count: None
     else:
         env = Environment(user_classes=[naive_user_class(variant, url, queue)], events=events)
         runner = env.create_local_runner()
 
     runner.start(users, spawn_rate=users * 10)
     gevent.sleep(WARMUP)
-    stats = env.stats.get("enqueue", protocol)
+    import redis
+
+    target = redis.Redis.from_url(url)
+    stats = env.stats.get("enqueue" if batch == 1 else "enqueue_batch", protocol)
     before, failures_before = stats.num_requests, stats.num_failures
+    depth_before = target.llen(queue) if protocol == "list" else 0
     started, cpu_started = time.monotonic(), _cpu_seconds()
     server_started = process_cpu_seconds(server_pid) if server_pid else 0.0
     gevent.sleep(seconds)
     server_cpu = process_cpu_seconds(server_pid) - server_started if server_pid else 0.0
     done, failed = stats.num_requests - before, stats.num_failures - failures_before
     elapsed, cpu = time.monotonic() - started, _cpu_seconds() - cpu_started
+    depth_after = target.llen(queue) if protocol == "list" else 0
     runner.quit()
     if variant.startswith("queuestorm"):
         state_of(env).session.shutdown()
     if not keep_queue:
-        import redis
-
-        redis.Redis.from_url(url).unlink(queue)
-    return {"variant": variant, "events_per_s": done / elapsed, "cpu_us_per_event": cpu / max(done, 1) * 1e6,
+        target.unlink(queue)
+    return {"variant": variant, "events_per_s": done / elapsed, "jobs_per_s": (done - failed) * batch / elapsed,
+            "backlog_per_s": (depth_after - depth_before) / elapsed, "cpu_us_per_event": cpu / max(done, 1) * 1e6,
             "server_cpu_us_per_event": server_cpu / max(done, 1) * 1e6, "server_cores": server_cpu / elapsed,
             "client_cores": cpu / elapsed,
             "failures": failed,

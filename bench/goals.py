@@ -11,6 +11,7 @@ hold, as queuestorm's own runs do.
 import argparse
 import sys
 
+import batch_enqueue
 import check_10m
 import drain_throughput
 import enqueue_throughput
@@ -32,6 +33,9 @@ def main() -> int:
     print("== enqueue: queuestorm against the naive users, and with the ledger's recording stubbed out", flush=True)
     enqueue = enqueue_throughput.main(["--seconds", seconds, "--rounds", rounds, "--variants",
                                        "naive-pooled,naive-per-user,queuestorm,queuestorm-noledger"])
+    print("\n== batched enqueue: one Locust process with --batch 100 against redis-benchmark's pipelined LPUSH",
+          flush=True)
+    batch = batch_enqueue.main(["--seconds", "3" if args.quick else "5", "--rounds", "3"])
     print("\n== drain: one drain process against one Locust process, per protocol", flush=True)
     drain = drain_throughput.main(["--seconds", "4" if args.quick else "5", "--rounds", "3"])
     print("\n== loss check of 10 million jobs", flush=True)
@@ -51,6 +55,14 @@ def main() -> int:
          ">= 1.6x", ratio(by_round, "queuestorm", "naive-per-user") >= 1.6),
         ("ledger cost: client CPU per enqueue, on / off", f"{ratio(cpu, 'queuestorm', 'queuestorm-noledger'):.2f}x",
          "<= 1.10x", ratio(cpu, "queuestorm", "queuestorm-noledger") <= 1.10),
+    ]
+    rows += [
+        ("--batch 100, 1 process, ledger on / redis-benchmark's best pipelined rate", f"{batch['vs_benchmark']:.0%}",
+         ">= 40 %", batch["vs_benchmark"] >= 0.40),
+        ("--batch 100: the ledger's cost (client CPU per job, on / off - 1)", f"{batch['ledger_cost']:.0%}", "<= 10 %",
+         batch["ledger_cost"] <= 0.10),
+        ("--batch 100: inline drain's backlog growth / jobs enqueued", f"{batch['drain_backlog_share']:.0%}",
+         "shown", True),
     ]
     rows += [(f"drain / enqueue, {protocol}", f"{r:.2f}x", ">= 1x", r >= 1) for protocol, r in drain.items()]
     rows += [

@@ -116,7 +116,7 @@ ENV_OPTIONS = {
     "QS_PROTOCOL": ("protocol", "list"), "QS_QUEUE": ("queue", "q1"), "QS_RUN_ID": ("run_id", "r1"),
     "QS_RATE": ("rate", 12.5), "QS_PAYLOAD_KB": ("payload_kb", 5.0), "QS_DRAIN": ("drain", "external"),
     "QS_DRAIN_CONCURRENCY": ("drain_concurrency", 7), "QS_GRACE": ("grace", 9.0), "QS_REPORT": ("report", "v.json"),
-    "QS_MAX_DUPLICATED": ("max_duplicated", 3),
+    "QS_MAX_DUPLICATED": ("max_duplicated", 3), "QS_BATCH": ("batch", 25),
 }
 
 

@@ -212,7 +212,7 @@ def test_start_form_shows_every_option_and_its_per_test_values_take_effect(tmp_p
         assert extra["rate"]["default_value"] == 500 and "enqueues per second" in extra["rate"]["help_text"]
         assert extra["drain"]["choices"] == ["inline", "external", "users", "off"]
         assert extra["redis_url"]["is_secret"] and extra["redis_url"]["help_text"].endswith("[fixed at startup]")
-        assert {"payload_kb", "grace", "max_lost", "faults", "plot"} <= extra.keys()
+        assert {"payload_kb", "batch", "grace", "max_lost", "faults", "plot"} <= extra.keys()
         assert args["extended_tabs"] == [{"title": "Queue", "key": "queue"}]
         # the Host field shows the Redis under test: no "no host attribute set" hint, meaningless here
         assert args["host"] == redis_url and not args["missing_host_warning"]

@@ -75,6 +75,26 @@ class BitmapBuffer:
         if i >= self._hi:
             self._hi = i + 1
 
+    def set_range(self, offset: int, count: int) -> None:
+        """set() of the `count` offsets from `offset` on, a byte at a time."""
+        if count <= 0:
+            return
+        first, last = offset >> 3, (offset + count - 1) >> 3
+        if last >= len(self.bits):
+            self.bits.extend(bytes(last + self.GROW - len(self.bits)))
+        head = 0xFF >> (offset & 7)  # offset's bit and those after it in its byte
+        tail = (0xFF << (7 - ((offset + count - 1) & 7))) & 0xFF  # the last offset's bit and those before it
+        if first == last:
+            self.bits[first] |= head & tail
+        else:
+            self.bits[first] |= head
+            self.bits[first + 1:last] = b"\xff" * (last - first - 1)
+            self.bits[last] |= tail
+        if first < self._lo:
+            self._lo = first
+        if last >= self._hi:
+            self._hi = last + 1
+
     def take_dirty(self) -> tuple[int, bytes] | None:
         """(first byte, bytes) changed since the last take, and the range starts over clean; None when nothing
         changed. A set() while those bytes are on their way dirties its byte again."""
@@ -99,6 +119,9 @@ class ProducerRecorder:
     """
 
     FLUSH_AT = 2000
+    # batches record ten times as fast: a flush per 2,000 records was a sixth of a batched job's client CPU, so
+    # their runs flush about as often in time as single enqueues do
+    RUN_FLUSH_AT = 20_000
 
     def __init__(self, client: redis.Redis, keys: RunKeys, producer_id: int):
         self.client = client
@@ -124,6 +147,14 @@ class ProducerRecorder:
         self._ok.set(seq)
         self._unflushed += 1
         if self._unflushed >= self.FLUSH_AT:
+            self.flush()
+
+    def enqueued_run(self, first: int, count: int) -> None:
+        """enqueued() of `count` consecutive sequence numbers from `first`: a batch whose every job was confirmed."""
+        self.confirmed += count
+        self._ok.set_range(first, count)
+        self._unflushed += count
+        if self._unflushed >= self.RUN_FLUSH_AT:
             self.flush()
 
     def maybe_enqueued(self, seq: int) -> None:

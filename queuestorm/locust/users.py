@@ -7,6 +7,7 @@ from locust.user.users import LOCUST_STATE_STOPPING
 
 from . import plugin  # noqa: F401  (a locustfile importing a user gets queuestorm's options and listeners)
 from ..redis.connection import LOAD_CLIENT, connect
+from ..produce.batch import recorded_batch
 from ..produce.enqueue import recorded_enqueue
 from ..model.errors import UsageError
 from ..produce.timing import timed
@@ -23,6 +24,9 @@ class EnqueueUser(User):
     Each enqueue is a timed Locust request (request_type = protocol, name = enqueue); its outcome goes to the
     ledger: enqueued when the server confirmed it, maybe-enqueued when the call raised after sending, not sent
     when it raised before any of the command left (the connection could not be made).
+
+    With --batch N each task enqueues N jobs in one round trip instead: one timed request (name = enqueue_batch),
+    each job's outcome in the ledger as above.
     """
 
     wait_time = constant(0)
@@ -32,9 +36,11 @@ class EnqueueUser(User):
     enqueues_per_task = 10
 
     client = None
+    batch = 1
 
     def on_start(self):
         self.qs = current(self.environment)
+        self.batch = self.qs.config.batch
         self._connect()
 
     def _connect(self) -> bool:
@@ -55,6 +61,9 @@ class EnqueueUser(User):
     def enqueue_jobs(self):
         if self.client is None and not self._connect():
             gevent.sleep(RECONNECT_SECONDS)
+            return
+        if self.batch > 1:
+            self.enqueue_batch(self.batch)
             return
         for _ in range(self.enqueues_per_task):
             self.enqueue()
@@ -77,6 +86,24 @@ class EnqueueUser(User):
         if wait is not None:  # the response time is then the stopwatch's: enqueue and WAIT
             request.round_trip = None
             wait.confirm(self.client.call(*wait.command))
+
+    def enqueue_batch(self, count: int):
+        self.qs.pacer.wait(count)
+        recorded_batch(self.qs, self.environment.events.request, self._send_batch, count, self._was_sent)
+
+    def _send_batch(self, bodies: list[bytes], request) -> list:
+        protocol = self.qs.protocol
+        if protocol.enqueue_command(bodies[0]) is None:
+            outcomes = self.client.run(protocol.enqueue_batch, bodies)
+        else:
+            replies = self.client.call_many([protocol.enqueue_command(body) for body in bodies])
+            request.round_trip = self.client.round_trip
+            outcomes = [reply if isinstance(reply, redis.ResponseError) else None for reply in replies]
+        wait = getattr(self.qs, "replica_wait", None)
+        if wait is not None:  # a batch short of its replicas raises here: every job of it maybe enqueued
+            request.round_trip = None
+            wait.confirm(self.client.call(*wait.command))
+        return outcomes
 
     def _was_sent(self) -> bool:
         return self.client.sent

@@ -9,6 +9,7 @@ from .option_types import as_text, bounded, ms_range, optional, ratio
 
 DRAIN_MODES = ("inline", "external", "users", "off")
 MAX_PAYLOAD_KB = 512 * 1024  # a Redis string's limit, 512 MB
+MAX_BATCH = 10000
 STATS_LINE_SETTLE_SECONDS = 5.0  # the stats line counts a job lost once saved this long ago and not completed
 
 GROUPS = {  # Locust argument group -> its description; None: options added to the parser itself
@@ -56,6 +57,9 @@ OPTIONS = (
     Option("run_id", "", "run id naming the ledger (default: generated and printed)"),
     Option("rate", 0.0, "target enqueues per second over all users and processes; 0 = as fast as possible",
            bounded(), per_test=True),
+    Option("batch", 1, "jobs each EnqueueUser task enqueues in one pipelined round trip, timed as one "
+           "enqueue_batch request; --rate still counts jobs (default: 1)", bounded(int, low=1, high=MAX_BATCH),
+           per_test=True),
     Option("payload_kb", 1.0, "payload size per job in KB (default: 1)", bounded(high=MAX_PAYLOAD_KB),
            per_test=True),
     Option("drain", "inline", "inline: start drain processes beside Locust; external: they run elsewhere; "

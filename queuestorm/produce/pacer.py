@@ -27,7 +27,8 @@ class Pacer:
         self._changed.set()  # users sleeping towards a slot of the old rate take one of the new rate
         self._changed = gevent.event.Event()
 
-    def wait(self) -> None:
+    def wait(self, jobs: int = 1) -> None:
+        """Until the slot of the next `jobs` jobs (a batch takes a slot per job)."""
         while self.interval:
             now = time.monotonic()
             slot = self._next
@@ -36,6 +37,6 @@ class Pacer:
                 skipped = int((lag - MAX_LATENESS) / self.interval)
                 self.dropped += skipped
                 slot += skipped * self.interval
-            self._next = slot + self.interval
+            self._next = slot + self.interval * jobs
             if slot <= now or not self._changed.wait(slot - now):
                 return

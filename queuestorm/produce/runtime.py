@@ -9,6 +9,7 @@ from .durable import ReplicaWait
 from ..model.jobs import JobEncoder
 from ..ledger.writer import Ledger, ProducerRecorder
 from ..model.options import RunConfig
+from .batch import BATCH_REQUEST
 from .pacer import Pacer
 from .timing import timed
 from ..protocols import make_protocol
@@ -66,7 +67,7 @@ class ProducerRuntime:
             self._close_recorder()
 
     def _count_request(self, name, exception=None, **_) -> None:
-        if name == "enqueue":
+        if name == "enqueue" or name == BATCH_REQUEST:
             self.requests += 1
             self.failures += exception is not None
 

@@ -62,6 +62,18 @@ class Protocol(ABC):
             raise NotImplementedError(f"protocol {self.name!r} defines neither enqueue_command nor enqueue")
         client.execute_command(*command)
 
+    def enqueue_batch(self, client: redis.Redis, bodies: list[bytes]) -> list[BaseException | None]:
+        """Put these jobs on the queue in one round trip: the library's own bulk shape where it has one, else a
+        pipeline of each job's enqueue, each job as atomic as enqueue() makes it. Per job, None where the server
+        confirmed it, else the error its reply carried; raises where the round trip itself failed."""
+        command = self.enqueue_command
+        if command(b"") is None:
+            raise NotImplementedError(f"protocol {self.name!r} defines neither enqueue_command nor enqueue_batch")
+        pipe = client.pipeline(transaction=False)
+        for body in bodies:
+            pipe.execute_command(*command(body))
+        return job_outcomes(pipe.execute(raise_on_error=False), len(bodies), each=1)
+
     @abstractmethod
     def fetch(self, client: redis.Redis, block_seconds: float, count: int = 1) -> list[Delivery]:
         """Wait up to block_seconds for a job, then take up to `count` without waiting; [] when none came."""
@@ -118,6 +130,17 @@ class Protocol(ABC):
 
 
 CHUNK = 1000  # bodies per page of an unfinished-jobs scan
+
+
+def job_outcomes(replies: list, count: int, each: int, shared: int = 0) -> list[BaseException | None]:
+    """A batch's replies read per job: the `shared` first replies concern every job, then each job has `each`
+    replies of its own, in order. Per job, the first error among its replies and the shared ones, else None."""
+    common = next((r for r in replies[:shared] if isinstance(r, BaseException)), None)
+    outcomes = []
+    for job in range(count):
+        own = replies[shared + job * each:shared + (job + 1) * each]
+        outcomes.append(common or next((r for r in own if isinstance(r, BaseException)), None))
+    return outcomes
 
 
 def list_pages(client: redis.Redis, key: str | bytes, from_right: bool = False) -> Iterator[list[bytes]]:

@@ -21,7 +21,7 @@ from typing import NamedTuple
 
 import redis
 
-from .base import PROBE, DeclaredKey, Delivery, Protocol, list_pages, zset_pages, take_batch
+from .base import PROBE, DeclaredKey, Delivery, Protocol, job_outcomes, list_pages, zset_pages, take_batch
 from ..model.settings import DEFAULT_VISIBILITY_TIMEOUT
 
 PREFIX = "bq"
@@ -134,6 +134,16 @@ class BeeQueueProtocol(Protocol):
         job = job_json(body, int(time.time() * 1000), self.retries, self.timeout_ms)
         self._script(client, "save")(keys=[self.key("id"), self.key("jobs"), self.key("waiting")], args=[job],
                                      client=client)
+
+    def enqueue_batch(self, client, bodies):
+        """bee-queue's saveAll: every job's save script, pipelined."""
+        save = self._script(client, "save")
+        now = int(time.time() * 1000)
+        keys = [self.key("id"), self.key("jobs"), self.key("waiting")]
+        pipe = client.pipeline(transaction=False)
+        for body in bodies:
+            save(keys=keys, args=[job_json(body, now, self.retries, self.timeout_ms)], client=pipe)
+        return job_outcomes(pipe.execute(raise_on_error=False), len(bodies), each=1)
 
     def fetch(self, client: redis.Redis, block_seconds: float, count: int = 1) -> list[Delivery]:
         ids = take_batch(client, ("BRPOPLPUSH", self.key("waiting"), self.key("active"), block_seconds),

@@ -19,7 +19,7 @@ from typing import NamedTuple
 import redis
 
 from ..model.errors import UsageError
-from .base import PROBE, DeclaredKey, Delivery, Protocol, list_pages, zset_pages
+from .base import PROBE, DeclaredKey, Delivery, Protocol, job_outcomes, list_pages, zset_pages
 from ..model.settings import DEFAULT_VISIBILITY_TIMEOUT
 
 PREFIX = "bull"
@@ -128,6 +128,20 @@ class BullMQProtocol(Protocol):
                                     "marker"), args=args, client=client)
         if isinstance(result, int) and result < 0:
             raise redis.ResponseError(f"bullmq addStandardJob returned {result}")
+
+    def enqueue_batch(self, client, bodies):
+        """BullMQ's addBulk: every job's addStandardJob in one MULTI/EXEC."""
+        add = self._script(client, "addStandardJob")
+        now = int(time.time() * 1000)
+        keys = self.keys("wait", "paused", "meta", "id", "completed", "delayed", "active", "events", "marker")
+        opts = self._pack({"attempts": 0, "delay": 0, "backoff": None})
+        pipe = client.pipeline(transaction=True)
+        for body in bodies:
+            add(keys=keys, args=[self._pack([self.base, "", JOB_NAME, now, None, None, None, None, None]), body,
+                                 opts, now], client=pipe)
+        replies = [redis.ResponseError(f"bullmq addStandardJob returned {r}") if isinstance(r, int) and r < 0 else r
+                   for r in pipe.execute(raise_on_error=False)]
+        return job_outcomes(replies, len(bodies), each=1)
 
     def _move_to_active(self, client: redis.Redis) -> Delivery | None:
         token = f"{uuid.uuid4()}:{self.consumer_id}"

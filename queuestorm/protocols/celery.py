@@ -24,7 +24,7 @@ from typing import NamedTuple
 import redis
 
 from ..model.errors import UsageError
-from .base import PROBE, DeclaredKey, Delivery, Protocol, hash_value_pages, list_pages
+from .base import PROBE, DeclaredKey, Delivery, Protocol, hash_value_pages, job_outcomes, list_pages
 from ..model.settings import DEFAULT_VISIBILITY_TIMEOUT
 
 TASK = "queuestorm.work"
@@ -137,6 +137,21 @@ class CeleryProtocol(Protocol):
         pipe.lpush(queue, message)
         pipe.execute()
         self._declared = True
+
+    def enqueue_batch(self, client, bodies):
+        """kombu publishes one message at a time: each job's LPUSH, pipelined, after the bindings until declared."""
+        queue = self.queues[0]
+        pipe = client.pipeline(transaction=False)
+        shared = 0 if self._declared else 2
+        if shared:
+            binding = f"{queue}{SEP}{SEP}{queue}"
+            pipe.sadd(f"_kombu.binding.{queue}", binding)
+            pipe.sadd(f"_kombu.binding_permanent.{queue}", binding)
+        for body in bodies:
+            pipe.lpush(queue, message_json(queue, body, self._origin))
+        replies = pipe.execute(raise_on_error=False)
+        self._declared = self._declared or not any(isinstance(r, BaseException) for r in replies[:shared])
+        return job_outcomes(replies, len(bodies), each=1, shared=shared)
 
     def fetch(self, client: redis.Redis, block_seconds: float, count: int = 1) -> list[Delivery]:
         self._next = (self._next + 1) % len(self.queues)  # kombu rotates the queue order between BRPOPs

@@ -25,7 +25,7 @@ import time
 
 import redis
 
-from .base import PROBE, DeclaredKey, Delivery, Protocol, glob_escape, list_pages, matching_keys, zset_pages
+from .base import PROBE, DeclaredKey, Delivery, Protocol, glob_escape, job_outcomes, list_pages, matching_keys, zset_pages
 from ..model.settings import DEFAULT_VISIBILITY_TIMEOUT
 
 DEFAULT_NAMESPACE = "work"
@@ -147,6 +147,20 @@ class GocraftProtocol(Protocol):
         if now >= self._known_until:
             client.sadd(self.key("known_jobs"), self.job_name)
             self._known_until = now + KNOWN_JOBS_SECONDS
+
+    def enqueue_batch(self, client, bodies):
+        """gocraft/work's enqueuer has no bulk form: each job's LPUSH, pipelined, after the known_jobs SADD when due."""
+        now = time.time()
+        pipe = client.pipeline(transaction=False)
+        shared = int(now >= self._known_until)
+        if shared:
+            pipe.sadd(self.key("known_jobs"), self.job_name)
+        for body in bodies:
+            pipe.lpush(self.jobs, job_json(self.job_name, body, now))
+        replies = pipe.execute(raise_on_error=False)
+        if shared and not isinstance(replies[0], BaseException):
+            self._known_until = now + KNOWN_JOBS_SECONDS
+        return job_outcomes(replies, len(bodies), each=1, shared=shared)
 
     def _fetch_one(self, client: redis.Redis) -> bytes | None:
         keys = [self.jobs, self.inprogress, self.jobs + ":paused", self.jobs + ":lock", self.jobs + ":lock_info",

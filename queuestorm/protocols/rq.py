@@ -23,7 +23,7 @@ from typing import NamedTuple
 
 import redis
 
-from .base import PROBE, DeclaredKey, Delivery, Protocol, list_pages, zset_pages, take_batch
+from .base import PROBE, DeclaredKey, Delivery, Protocol, job_outcomes, list_pages, zset_pages, take_batch
 from ..model.settings import DEFAULT_VISIBILITY_TIMEOUT
 
 FUNC = "queuestorm.hooks.rq.work"
@@ -110,6 +110,17 @@ class RQProtocol(Protocol):
         pipe.hset(f"rq:job:{job_id}", mapping=job_hash(self.queue, body, time.time()))
         pipe.rpush(self.queue_key, job_id)
         pipe.execute()
+
+    def enqueue_batch(self, client, bodies):
+        """RQ's enqueue_many: every job's SADD, HSET and RPUSH in one MULTI/EXEC."""
+        now = time.time()
+        pipe = client.pipeline(transaction=True)
+        for body in bodies:
+            job_id = str(uuid.uuid4())
+            pipe.sadd("rq:queues", self.queue_key)
+            pipe.hset(f"rq:job:{job_id}", mapping=job_hash(self.queue, body, now))
+            pipe.rpush(self.queue_key, job_id)
+        return job_outcomes(pipe.execute(raise_on_error=False), len(bodies), each=3)
 
     def fetch(self, client: redis.Redis, block_seconds: float, count: int = 1) -> list[Delivery]:
         ids = take_batch(client, ("BLMOVE", self.queue_key, self.intermediate, "LEFT", "RIGHT", block_seconds),

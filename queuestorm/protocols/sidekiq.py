@@ -22,7 +22,8 @@ import time
 import redis
 
 from ..model.errors import UsageError
-from .base import PROBE, DeclaredKey, Delivery, Protocol, glob_escape, list_pages, matching_keys, zset_pages
+from .base import (PROBE, DeclaredKey, Delivery, Protocol, glob_escape, job_outcomes, list_pages, matching_keys,
+                   zset_pages)
 from ..model.settings import DEFAULT_VISIBILITY_TIMEOUT
 
 JOB_CLASS = "QueuestormJob"
@@ -76,6 +77,14 @@ class SidekiqProtocol(Protocol):
         pipe.sadd("queues", self.queues[0])
         pipe.lpush(self.keys[0], job_json(self.queues[0], body, time.time()))
         pipe.execute()
+
+    def enqueue_batch(self, client, bodies):
+        """Sidekiq's push_bulk: one SADD and one LPUSH of every job, pipelined."""
+        now = time.time()
+        pipe = client.pipeline(transaction=False)
+        pipe.sadd("queues", self.queues[0])
+        pipe.lpush(self.keys[0], *(job_json(self.queues[0], body, now) for body in bodies))
+        return job_outcomes(pipe.execute(raise_on_error=False), len(bodies), each=0, shared=2)
 
     def _delivery(self, key: bytes, job: bytes) -> Delivery:
         return Delivery(marker_of(job) or job, (key, job))
@@ -139,6 +148,15 @@ class GoWorkers2Protocol(SidekiqProtocol):
         """go-workers2's Producer: SADD, then LPUSH, two round trips."""
         client.sadd("queues", self.queues[0])
         client.lpush(self.keys[0], job_json(self.queues[0], body, time.time(), go_workers=True))
+
+    def enqueue_batch(self, client, bodies):
+        """go-workers2 has no bulk enqueue: each job's SADD and LPUSH, pipelined."""
+        now = time.time()
+        pipe = client.pipeline(transaction=False)
+        for body in bodies:
+            pipe.sadd("queues", self.queues[0])
+            pipe.lpush(self.keys[0], job_json(self.queues[0], body, now, go_workers=True))
+        return job_outcomes(pipe.execute(raise_on_error=False), len(bodies), each=2)
 
     def inprogress(self, key: bytes | str) -> str:
         key = key.decode() if isinstance(key, bytes) else key

@@ -35,6 +35,9 @@ from redis.utils import HIREDIS_AVAILABLE
 
 if HIREDIS_AVAILABLE:
     from hiredis import pack_command as _hiredis_pack
+    from redis._parsers.hiredis import NOT_ENOUGH_DATA  # what redis-py's hiredis reader returns for a partial reply
+else:
+    NOT_ENOUGH_DATA = False
 
 MIN_TICK, MAX_TICK = 0.05, 1.0
 SO_TIMESTAMPNS = 35  # Linux's; not in Python's socket module
@@ -123,6 +126,38 @@ class DirectConnection:
                 conn.connect()  # a failure here sent nothing of the command
             self._send(packed, time.time())  # the kernel's stamps are wall-clock time
             return conn.read_response()
+        finally:
+            self.since = 0.0
+
+    def call_many(self, commands: list[tuple]) -> list:
+        """Every command written at once, then every reply read: one round trip. A command's error reply is its
+        redis.ResponseError in its place in the list; a network error raises, as call() does."""
+        conn = self.conn
+        pack = self._pack
+        packed = [part for command in commands for part in pack(*command)]
+        self.owner, self.since = getcurrent(), time.monotonic()
+        self.round_trip, self.sent = None, False
+        try:
+            if conn._sock is None:
+                conn.connect()  # a failure here sent nothing of the batch
+            self._send(packed, time.time())
+            # replies already in hiredis's buffer are taken from it directly: redis-py's read_response costs
+            # more than the parse itself, and only a reply not yet all here needs its socket read
+            reader = getattr(conn._parser, "_reader", None)
+            replies = []
+            for _ in commands:
+                reply = reader.gets() if reader is not None else NOT_ENOUGH_DATA
+                if reply is NOT_ENOUGH_DATA:
+                    try:
+                        reply = conn.read_response()
+                    except redis.ResponseError as e:
+                        reply = e
+                replies.append(reply)
+            return replies
+        except BaseException:
+            if self.sent:
+                conn.disconnect()  # replies still on their way would be read as the next call's
+            raise
         finally:
             self.since = 0.0
 
