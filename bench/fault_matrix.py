@@ -1,7 +1,7 @@
 """Every protocol under every fault, on a local redis-server: what each queue design loses, duplicates, recovers.
 
     python bench/fault_matrix.py [--seconds 6] [--rate 500] [--write docs/fault-matrix.md]
-    python bench/fault_matrix.py --node-workers 2 --faults none,kill-drain,client-kill,pause\ 1s    # BullMQ's Node Worker
+    python bench/fault_matrix.py --node-workers 2 --faults "none,kill-drain,pause 1s"    # BullMQ's Node Worker
 
 Each cell is one `locust -f locustfiles/enqueue.py --headless` run with a `--faults` file, checked by queuestorm's
 loss checker; the table is made from the verdict JSON of each run. Rows that restart Redis run on an embedded

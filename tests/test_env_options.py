@@ -64,6 +64,7 @@ LOCUST_ENV = {
     "QS_ERROR_QUEUE": ("env-errors", "env-errors"),
     "QS_STATS_LINE": ("1", 1.0),
     "QS_PLOT": ("env-run.png", "env-run.png"),
+    "QS_BATCH": ("5", 5),
 }
 
 
@@ -155,7 +156,7 @@ START_FORM = {
     "latency_limit": ("enqueue:p99=80", "enqueue:p99=80"), "warmup": ("1", 1.0),
     "report": ("form-verdict.json", "form-verdict.json"), "connection_limit": ("25", 25),
     "find_capacity": ("on", True), "step_seconds": ("4", 4.0), "capacity_precision": ("0.2", 0.2),
-    "capacity_max_rate": ("300", 300.0), "capacity_latency_ms": ("150", 150.0),
+    "capacity_max_rate": ("300", 300.0), "capacity_latency_ms": ("150", 150.0), "batch": ("10", 10),
 }
 
 

@@ -19,6 +19,7 @@ from locust.runners import LocalRunner, WorkerRunner
 
 from .distributed import LIMIT_MESSAGE
 from .state import current, dyno_fleet
+from .stop_once import StopsOnce
 from ..redis.connection import DRAIN_CLIENT, LOAD_CLIENT, NETWORK_ERRORS, connect
 from ..produce.failures import classified
 from ..produce.timing import timed
@@ -232,7 +233,7 @@ def _do_task(fleet: DynoFleet, worker: WorkerState, client, ledger: CompletionRe
         worker.completed += 1
 
 
-class DynoWorkerUser(User):
+class DynoWorkerUser(StopsOnce, User):
     """One worker of a worker dyno (seed 003). Needs --rate: the dispatcher sends tasks at this process's share."""
 
     wait_time = constant(0)

@@ -13,6 +13,7 @@ from locust import User, events, task
 from locust.runners import WorkerRunner
 from locust.user.users import LOCUST_STATE_STOPPING
 
+from .stop_once import StopsOnce
 from . import plugin  # noqa: F401  (a locustfile importing these users gets queuestorm's options and listeners)
 from ..model.environment import state_of
 from .exit import cannot_run
@@ -82,7 +83,7 @@ class Generation:
             self.pushed += 1
 
 
-class _QueueUser(User):
+class _QueueUser(StopsOnce, User):
     abstract = True
 
     def on_start(self):

@@ -13,12 +13,13 @@ from ..model.errors import UsageError
 from ..produce.timing import timed
 from ..redis.wire import DirectConnection
 from .state import current
+from .stop_once import StopsOnce
 
 RECONNECT_SECONDS = 1.0
 READ_BUFFER = 1024  # replies to an enqueue are a count or an entry id; 16 KB per user would be a third of its memory
 
 
-class EnqueueUser(User):
+class EnqueueUser(StopsOnce, User):
     """Enqueues jobs as fast as allowed (or at the --rate share of this process), one connection per user.
 
     Each enqueue is a timed Locust request (request_type = protocol, name = enqueue); its outcome goes to the
