@@ -83,6 +83,10 @@ class EnqueueUser(StopsOnce, User):
         else:
             self.client.call(*command)
             request.round_trip = self.client.round_trip
+        self._wait_for_replicas(request)
+
+    def _wait_for_replicas(self, request) -> None:
+        """--wait-replicas: short of its replicas, the enqueue (every job of a batch) raises: maybe enqueued."""
         wait = getattr(self.qs, "replica_wait", None)
         if wait is not None:  # the response time is then the stopwatch's: enqueue and WAIT
             request.round_trip = None
@@ -94,16 +98,14 @@ class EnqueueUser(StopsOnce, User):
 
     def _send_batch(self, bodies: list[bytes], request) -> list:
         protocol = self.qs.protocol
-        if protocol.enqueue_command(bodies[0]) is None:
+        commands = [protocol.enqueue_command(body) for body in bodies]
+        if commands[0] is None:
             outcomes = self.client.run(protocol.enqueue_batch, bodies)
         else:
-            replies = self.client.call_many([protocol.enqueue_command(body) for body in bodies])
+            replies = self.client.call_many(commands)
             request.round_trip = self.client.round_trip
             outcomes = [reply if isinstance(reply, redis.ResponseError) else None for reply in replies]
-        wait = getattr(self.qs, "replica_wait", None)
-        if wait is not None:  # a batch short of its replicas raises here: every job of it maybe enqueued
-            request.round_trip = None
-            wait.confirm(self.client.call(*wait.command))
+        self._wait_for_replicas(request)
         return outcomes
 
     def _was_sent(self) -> bool:
