@@ -118,10 +118,15 @@ class DynoFleet:
         pipe = client.pipeline(transaction=False)
         for worker, _, body in batch:
             pipe.lpush(worker.queue, body)
+        wait = runtime.replica_wait
+        if wait is not None:  # --wait-replicas: the tasks count as sent once the replicas have them
+            pipe.execute_command(*wait.command)
         t0 = time.perf_counter()
         error, confirmed = None, False
         try:
-            pipe.execute()
+            replies = pipe.execute()
+            if wait is not None:
+                wait.confirm(replies[-1])
             confirmed = True
         except Exception as e:  # noqa: BLE001 — every failure is a failed Locust request
             error = e

@@ -78,9 +78,15 @@ class Generation:
 
     def _push(self) -> None:
         user = self.user
-        if recorded_enqueue(user.qs, user.environment.events.request,
-                            lambda body, _: user.qs.protocol.enqueue(user.client, body)):
+        if recorded_enqueue(user.qs, user.environment.events.request, self._send):
             self.pushed += 1
+
+    def _send(self, body: bytes, _request) -> None:
+        """--wait-replicas: the push counts as enqueued only once the replicas have it (WAIT on the same connection)."""
+        user = self.user
+        user.qs.protocol.enqueue(user.client, body)
+        if user.qs.replica_wait is not None:
+            user.qs.replica_wait.after(user.client)
 
 
 class _QueueUser(StopsOnce, User):
