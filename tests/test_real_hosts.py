@@ -1,7 +1,8 @@
 """A distributed run across real network stacks: Redis, the Locust master, two workers and a drain each in a
 network namespace of its own with its own address, veth links to a private bridge, netem delay and loss where the
 kernel has netem (the run says when it has not). The drain
-host cut off from Redis for 4 s loses nothing with reliable; a remote worker refuses its master's loopback Redis.
+host cut off from Redis for 4 s loses nothing with reliable; a worker host cut off is reported lost, its unrecorded
+jobs indeterminate; a remote worker refuses its master's loopback Redis.
 Skipped, saying why, where `ip netns` does not work (root, iproute2)."""
 
 import json
@@ -63,6 +64,12 @@ def wait_for(condition, what: str, timeout: float = 60):
         time.sleep(0.1)
 
 
+def redis_cli(hosts: Hosts, *args: str) -> str:
+    done = subprocess.run(hosts.command("redis", "redis-cli", "-h", hosts.address["redis"], *args),
+                          capture_output=True, text=True)
+    return done.stdout.strip()
+
+
 @pytest.fixture
 def hosts():
     with Hosts(["redis", "master", "worker1", "worker2", "drain"]) as h:
@@ -79,12 +86,7 @@ def test_a_drain_host_cut_off_from_redis_for_4s_loses_nothing_with_reliable(host
     try:
         fleet.start("redis", "redis", "redis-server", "--bind", hosts.address["redis"], "--port", "6379",
                     "--protected-mode", "no", "--save", "", "--appendonly", "no", "--dir", directory)
-
-        def redis_cli(*args):
-            done = subprocess.run(hosts.command("redis", "redis-cli", "-h", hosts.address["redis"], *args),
-                                  capture_output=True, text=True)
-            return done.stdout.strip()
-        wait_for(lambda: redis_cli("PING") == "PONG", "redis-server in its namespace")
+        wait_for(lambda: redis_cli(hosts, "PING") == "PONG", "redis-server in its namespace")
         fleet.start("drain", "drain", sys.executable, "-m", "queuestorm", "drain", "--protocol", "reliable",
                     "--queue", queue, "--concurrency", "8", "--visibility-timeout", "3")
         report = tmp_path / "verdict.json"
@@ -98,7 +100,7 @@ def test_a_drain_host_cut_off_from_redis_for_4s_loses_nothing_with_reliable(host
             fleet.start(worker, worker, sys.executable, "-m", "locust", "-f", LOCUSTFILE, "--worker",
                         "--master-host", hosts.address["master"], "--master-port", MASTER_PORT)
         completions = f"queuestorm:{{{run_id}}}:completions"
-        wait_for(lambda: int(redis_cli("GET", completions) or 0) > 200, "the drain to complete jobs", 90)
+        wait_for(lambda: int(redis_cli(hosts, "GET", completions) or 0) > 200, "the drain to complete jobs", 90)
         hosts.cut("drain")
         time.sleep(4)  # the partition's length
         hosts.reconnect("drain")
@@ -106,6 +108,50 @@ def test_a_drain_host_cut_off_from_redis_for_4s_loses_nothing_with_reliable(host
         doc = json.loads(report.read_text())
         assert doc["lost"] == 0 and doc["unexpected"] == 0 and doc["verdict"] == "pass"
         assert len(doc["workers"]) == 2 and doc["completed"] >= doc["enqueued"] > 1000
+    finally:
+        fleet.stop()
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def test_a_worker_host_cut_off_from_the_master_is_reported_lost_and_its_unrecorded_jobs_are_indeterminate(
+        hosts, tmp_path, run_id, queue):
+    """The whole host goes: the master stops hearing its heartbeats, Redis its enqueues and ledger flushes. The jobs it
+    confirmed but never recorded, completed by the drain, are maybe-enqueued and recovered: none lost, none unexpected."""
+    redis_url = f"redis://{hosts.address['redis']}:6379/0"
+    fleet = Processes(hosts, tmp_path, {"REDIS_URL": redis_url})
+    directory = tempfile.mkdtemp(prefix="queuestorm-netns-redis-")
+    try:
+        fleet.start("redis", "redis", "redis-server", "--bind", hosts.address["redis"], "--port", "6379",
+                    "--protected-mode", "no", "--save", "", "--appendonly", "no", "--dir", directory)
+        wait_for(lambda: redis_cli(hosts, "PING") == "PONG", "redis-server in its namespace")
+        fleet.start("drain", "drain", sys.executable, "-m", "queuestorm", "drain", "--protocol", "reliable",
+                    "--queue", queue, "--concurrency", "8")
+        report = tmp_path / "verdict.json"
+        master = fleet.start("master", "master", sys.executable, "-m", "locust", "-f", LOCUSTFILE, "--master",
+                             "--headless", "--only-summary", "--master-bind-host", hosts.address["master"],
+                             "--master-bind-port", MASTER_PORT, "--expect-workers", "2", "--users", "10",
+                             "--spawn-rate", "10", "--run-time", "120s", "--rate", "300", "--protocol", "reliable",
+                             "--drain", "external", "--queue", queue, "--run-id", run_id, "--grace", "40",
+                             "--report", str(report))
+        workers = {name: fleet.start(name, name, sys.executable, "-m", "locust", "-f", LOCUSTFILE, "--worker",
+                                     "--master-host", hosts.address["master"], "--master-port", MASTER_PORT)
+                   for name in ("worker1", "worker2")}
+        completions = f"queuestorm:{{{run_id}}}:completions"
+        wait_for(lambda: int(redis_cli(hosts, "GET", completions) or 0) > 300, "the drain to complete jobs", 90)
+        before_the_cut = len(fleet.log("master"))
+        hosts.cut("worker2")
+        wait_for(lambda: "1 worker(s) now: each enqueues 300.0/s" in fleet.log("master")[before_the_cut:],
+                 "the master to notice the cut-off worker and give the other the whole target")
+        master.send_signal(signal.SIGTERM)
+        assert master.wait(180) == 0, fleet.log("master")[-3000:] + fleet.log("drain")[-2000:]
+        doc = json.loads(report.read_text())
+        rows = {w["pid"]: w for w in doc["workers"]}
+        cut_off = rows[workers["worker2"].pid]
+        assert cut_off["state"] == "lost" and doc["workers_lost"] == [cut_off["worker"]], fleet.log("master")[-3000:]
+        assert rows[workers["worker1"].pid]["state"] == "stopped"
+        assert len(doc["unclosed_producers"]) == 1
+        assert doc["lost"] == 0 and doc["unexpected"] == 0 and doc["verdict"] == "pass"
+        assert doc["maybe_enqueued"] > 0 and doc["recovered"] > 0  # its last 0.2 s of records never reached Redis
     finally:
         fleet.stop()
         shutil.rmtree(directory, ignore_errors=True)
