@@ -22,6 +22,18 @@ import redis  # noqa: E402
 from helpers import start_redis_server  # noqa: E402
 
 
+# The files whose tests run longest (tens of seconds each: capacity searches, failovers, faults, real hosts), handed
+# out first so that no worker picks one up at the end while the others sit idle.
+LONGEST_FIRST = ("test_capacity_run.py", "test_failover.py", "test_faults.py", "test_partitions.py",
+                 "test_real_hosts.py", "test_lifecycle.py", "test_distributed.py", "test_webui_distributed.py",
+                 "test_wait_replicas_users.py", "test_formats_locust.py", "test_generator_consumer.py")
+
+
+def pytest_collection_modifyitems(items):
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
+
+
 @pytest.fixture(scope="session")
 def redis_port():
     proc, port, directory = start_redis_server()
