@@ -44,7 +44,7 @@ def test_the_first_take_of_a_batch_is_kept_when_the_pipeline_dies():
 def test_a_dispatcher_killed_in_the_middle_of_a_send_records_the_batch_maybe_enqueued():
     recorder = SimpleNamespace(enqueued=[], maybe=[])
     runtime = SimpleNamespace(recorder=SimpleNamespace(enqueued=recorder.enqueued.append,
-                                                       maybe_enqueued=recorder.maybe.append))
+                                                       maybe_enqueued=recorder.maybe.append), replica_wait=None)
     fleet = DynoFleet.__new__(DynoFleet)
     fleet.runtime = runtime
     fleet.environment = SimpleNamespace(events=SimpleNamespace(request=SimpleNamespace(fire=lambda **kw: None)))

@@ -259,8 +259,8 @@ def test_an_idle_web_ui_exits_at_once_with_nothing_to_check(redis_url, queue, r)
     assert code == 0, load.output()[-3000:]
     assert took < 10, took  # no grace to wait out: nothing ran
     assert "loss check" not in load.output().lower() and "verdict" not in load.output()
-    assert not r.keys("queuestorm:{*}:meta") or all(
-        r.hget(k, "queue") != queue.encode() for k in r.keys("queuestorm:{*}:meta"))
+    metas = [k for k in r.keys("queuestorm:{*}:meta") if r.type(k) == b"hash"]  # other tests leave broken ones
+    assert all(r.hget(k, "queue") != queue.encode() for k in metas)
 
 
 def test_the_shortened_dyno_scenario_stops_cleanly_and_prints_its_tables(tmp_path, redis_url):
