@@ -83,7 +83,7 @@ def main(argv=None) -> dict:
                     print(f"warning: {protocol}: enqueued {enq['total']}, completed {done['completed']}, "
                           f"{done['errors']} errors", file=sys.stderr)
                 results[protocol].append((enq["events_per_s"], done["jobs_per_s"]))
-                print(f"round {round_no} {protocol:>8}: enqueue {enq['events_per_s']:>8,.0f}/s  "
+                print(f"round {round_no} {protocol:>11}: enqueue {enq['events_per_s']:>8,.0f}/s  "
                       f"drain {done['jobs_per_s']:>8,.0f}/s  ratio {done['jobs_per_s'] / enq['events_per_s']:.2f}",
                       flush=True)
     finally:
@@ -91,7 +91,7 @@ def main(argv=None) -> dict:
     print(f"\nmedian of {args.rounds} round(s): one drain process ({args.concurrency} greenlets) vs one Locust process "
           f"({args.users} users)")
     for protocol, rows in results.items():
-        print(f"  {protocol:>8}: enqueue {median([e for e, _ in rows]):>8,.0f}/s  drain "
+        print(f"  {protocol:>11}: enqueue {median([e for e, _ in rows]):>8,.0f}/s  drain "
               f"{median([d for _, d in rows]):>8,.0f}/s  drain/enqueue {median([d / e for e, d in rows]):.2f}x")
     return {protocol: median([d / e for e, d in rows]) for protocol, rows in results.items()}
 
