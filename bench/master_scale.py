@@ -183,7 +183,7 @@ def percentile(values: list[float], q: float) -> float:
     return values[min(len(values) - 1, int(round(q * (len(values) - 1))))]
 
 
-def measure(variant: str, workers: int, seconds: float, workdir: str) -> dict:
+def measure(variant: str, workers: int, seconds: float, workdir: str, profile: str = "") -> dict:
     kinds = "hello" if variant == "queuestorm-novitals" else "hello,vitals"
     bind, web = free_port(), free_port()
     env = dict(os.environ, PYTHONUNBUFFERED="1")
@@ -231,7 +231,12 @@ def measure(variant: str, workers: int, seconds: float, workdir: str) -> dict:
             time.sleep(0.5)
         time.sleep(SETTLE)
         cpu0, fake0, t0 = process_cpu_seconds(master.pid), process_cpu_seconds(fake.pid), time.monotonic()
-        time.sleep(seconds)
+        if profile:  # py-spy's samples stop the master for a moment each: its CPU figure is then not comparable
+            subprocess.run(["py-spy", "record", "-p", str(master.pid), "-d", str(int(seconds)), "-r", "50", "-f", "raw",
+                            "-o", os.path.join(profile, f"{variant}-{workers}-{os.getpid()}-{int(t0)}.txt")],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        else:
+            time.sleep(seconds)
         cpu1, fake1, t1 = process_cpu_seconds(master.pid), process_cpu_seconds(fake.pid), time.monotonic()
         paths = ["/", "/stats/requests"] + (["/queuestorm/stats"] if variant != "plain" else [])
         ms = {p: [] for p in paths}
@@ -269,6 +274,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--seconds", type=float, default=15)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--variants", default=",".join(VARIANTS))
+    parser.add_argument("--py-spy", default="", metavar="DIR",
+                        help="record the master with py-spy over each window, collapsed stacks into DIR")
     parser.add_argument("--keep", action="store_true", help="keep the masters' and fakes' logs (printed where)")
     args = parser.parse_args(argv)
     variants = args.variants.split(",")
@@ -281,14 +288,14 @@ def main(argv=None) -> dict:
     for n in counts:
         for r in range(args.rounds):
             for v in (variants if r % 2 == 0 else variants[::-1]):
-                res = measure(v, n, args.seconds, workdir)
+                res = measure(v, n, args.seconds, workdir, args.py_spy)
                 results[n][v].append(res)
                 ms = "  ".join(f"{p} {a:.0f}/{b:.0f} ms" for p, (a, b) in res["ms"].items())
-                print(f"  N={n} round {r + 1} {v:<10} master CPU {res['cpu_pct']:5.1f} %  (fakes "
+                print(f"  N={n} round {r + 1} {v:<19} master CPU {res['cpu_pct']:5.1f} %  (fakes "
                       f"{res['fake_cpu_pct']:.0f} %)  {ms}  {res['check']}", flush=True)
     print(f"\nmedian of {args.rounds} round(s), master CPU over {args.seconds:.0f} s; web ms p50/p95 of {PROBES} "
           f"GETs each after it:")
-    print(f"{'N':>5}  {'variant':<10}  {'CPU %':>6}  {'CPU %/worker':>12}  {'GET / ms':>10}  {'/stats/requests':>15}  "
+    print(f"{'N':>5}  {'variant':<19}  {'CPU %':>6}  {'CPU %/worker':>12}  {'GET / ms':>10}  {'/stats/requests':>15}  "
           f"{'/queuestorm/stats':>17}")
     summary = {}
     for n in counts:
@@ -301,7 +308,7 @@ def main(argv=None) -> dict:
 
             def fmt(p):
                 return f"{cell[p][0]:.0f}/{cell[p][1]:.0f}" if p in cell else "-"
-            print(f"{n:>5}  {v:<10}  {cpu:6.1f}  {cpu / n:12.3f}  {fmt('/'):>10}  {fmt('/stats/requests'):>15}  "
+            print(f"{n:>5}  {v:<19}  {cpu:6.1f}  {cpu / n:12.3f}  {fmt('/'):>10}  {fmt('/stats/requests'):>15}  "
                   f"{fmt('/queuestorm/stats'):>17}")
     if "plain" in variants and "queuestorm" in variants:
         print(f"\nqueuestorm / plain, master CPU (per round), goal <= {CPU_GOAL}x and web p95 < {MS_GOAL:.0f} ms:")
