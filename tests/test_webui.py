@@ -253,3 +253,27 @@ def test_a_bad_start_form_value_changes_nothing():
     assert config.rate == 20.0 and config.max_error_ratio is None
     with pytest.raises(UsageError, match="--grace: expected a number, got 'soon'"):
         apply_start_form(config, Namespace(grace="soon"))
+
+
+def test_the_start_forms_options_are_derived_once_and_each_render_gets_its_own_copy(monkeypatch):
+    from locust import argument_parser
+
+    from queuestorm import plugin  # noqa: F401  (adds queuestorm's options to Locust's parser, as a locustfile does)
+    from queuestorm.locust.start_form import derive_start_form_options_once
+    from queuestorm.webui import mask_secrets
+
+    monkeypatch.setattr(argument_parser, "ui_extra_args_dict", argument_parser.ui_extra_args_dict)  # undone after
+    monkeypatch.setattr(sys, "argv", ["locust", "-f", os.path.join(ROOT, "locustfiles", "enqueue.py"),
+                                      "--redis-url", "redis://:hunter2@127.0.0.1:1/0"])
+    built = []
+    get_parser = argument_parser.get_parser
+    monkeypatch.setattr(argument_parser, "get_parser", lambda *a, **kw: built.append(1) or get_parser(*a, **kw))
+    derive_start_form_options_once()
+    derive_start_form_options_once()
+    first = {"extra_options": argument_parser.ui_extra_args_dict()}
+    mask_secrets(first)
+    second = argument_parser.ui_extra_args_dict()
+    assert len(built) == 1
+    assert first["extra_options"]["redis_url"]["default_value"] == "redis://:***@127.0.0.1:1/0"
+    assert second["redis_url"]["default_value"] == "redis://:hunter2@127.0.0.1:1/0"  # the masking did not stick
+    assert set(second) == set(first["extra_options"]) and "rate" in second

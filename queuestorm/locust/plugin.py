@@ -19,6 +19,7 @@ from locust import events
 from locust.runners import MasterRunner, WorkerRunner
 
 from ..report import webui, charts as run_charts
+from .start_form import derive_start_form_options_once
 from ..redis.connection import describe_redis_error, redact
 from .distributed import (CONFIG_MESSAGE, DYNO_REPORT_MESSAGE, HELLO_MESSAGE, LIMIT_MESSAGE, RATE_MESSAGE,
                           REPORT_MESSAGE, STOP_MESSAGE, WorkerBoard)
@@ -114,6 +115,8 @@ def _on_init(environment, runner=None, web_ui=None, **_):
         cannot_run(str(e))
     if not environment.host:
         environment.host = redact(config.redis_url)  # what the start form's Host field shows: the Redis under test
+    if web_ui is not None:
+        derive_start_form_options_once()
     webui.install(environment, web_ui)
     environment.events.quit.add_listener(lambda **_: _on_quit(environment))
 
