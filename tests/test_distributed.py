@@ -186,7 +186,7 @@ def test_the_master_runs_the_capacity_search_and_its_workers_follow_the_rate(fle
     bound = greenlets * 1000 / work_ms  # 100 jobs/s
     report = tmp_path / "verdict.json"
     master = fleet.master("--expect-workers", "2", "--users", "10", "--spawn-rate", "10", "--run-time", "120s",
-                          "--find-capacity", "--rate", "60", "--step-seconds", "5", "--capacity-precision", "0.1",
+                          "--find-capacity", "--rate", "60", "--step-seconds", "4", "--capacity-precision", "0.1",
                           "--work-ms", str(work_ms), "--drain-concurrency", str(greenlets), "--queue", queue,
                           "--run-id", run_id, "--latency-limit", "enqueue:p99=5000", "--report", str(report))
     fleet.worker("worker-a")
