@@ -1,8 +1,10 @@
 """--find-capacity as a user runs it, against systems of known capacity (small numbers: each run well under 60 s)."""
 
 import json
+import os
+import re
 
-from helpers import locust
+from helpers import ROOT, locust, tails
 
 DRAIN_GREENLETS, WORK_MS = 4, 80
 BOUND = DRAIN_GREENLETS * 1000 / WORK_MS  # 50 jobs/s: the most the inline drain can complete
@@ -54,6 +56,31 @@ def test_a_generator_that_cannot_issue_the_rate_is_named_not_the_queue(tmp_path,
     assert capacity["sustainable_rate"] is None and capacity["first_failing_rate"] is None
     assert capacity["workers_needed"] > 1 and len(capacity["steps"]) == 1
     assert "limiting factor: load generator:" in result.stdout
+
+
+def test_the_dyno_scenario_in_capacity_mode_answers_seed_003_per_dyno(tmp_path, redis_url):
+    """Shortened: two steps up to a --capacity-max-rate the dyno sustains, so the search ends there."""
+    report = tmp_path / "verdict.json"
+    result = locust("--scenario", os.path.join(ROOT, "scenarios", "dyno-concurrency.yaml"), "--find-capacity",
+                    "--users", "4", "--spawn-rate", "4", "--tasks-per-second", "20", "--capacity-max-rate", "40",
+                    "--step-seconds", "3", "--warmup", "0", "--run-time", "60s", "--report", str(report),
+                    env={"REDIS_URL": redis_url}, timeout=90)
+    assert "Traceback" not in result.stdout + result.stderr, tails(result, 4000)
+    assert result.returncode == 0, tails(result, 4000)
+    doc = json.loads(report.read_text())
+    capacity, constants = doc["capacity"], doc["dyno"]["constants"]
+    assert [s["target"] for s in capacity["steps"]] == [20, 40] and capacity["sustainable_rate"] == 40, capacity
+    assert constants["TASKS_PER_SECOND"] == "capacity search" and constants["NUM_WORKERS"] == 4
+    assert constants["WORKERS_PER_DYNO"] == 4 and constants["SUSTAINABLE_TASKS_PER_SECOND_PER_DYNO"] == 40
+    assert constants["FIRST_FAILING_TASKS_PER_SECOND_PER_DYNO"] is None
+    assert constants["LIMITING_FACTOR"] == capacity["limiting_factor"] == "none found up to 40/s"
+    out = result.stdout
+    table = out[out.index("Constants"):out.index("Messaging stats")]
+    assert re.search(r"\| TASKS_PER_SECOND +\| +capacity search \|", table), table
+    assert re.search(r"\| SUSTAINABLE_TASKS_PER_SECOND_PER_DYNO +\| +40.0 \|", table), table
+    assert re.search(r"\| FIRST_FAILING_TASKS_PER_SECOND_PER_DYNO +\| +- \|", table), table
+    assert "capacity: 40.0 tasks/s per dyno sustainable at 4 workers per dyno" in out
+    assert doc["lost"] == 0 and doc["verdict"] == "pass"
 
 
 def test_the_search_is_an_option_an_environment_variable_a_scenario_option_and_a_start_form_choice(

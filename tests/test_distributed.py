@@ -178,3 +178,32 @@ def test_two_dynos_as_workers_of_one_master_report_every_worker(fleet, tmp_path)
                                                                                            dyno["workers"]}}
     assert len(cycles) == 2 and all(cycles.values()), cycles  # each dyno sent and worked tasks
     assert "status: Test succeeded" in fleet.log("master")
+
+
+def test_the_master_runs_the_capacity_search_and_its_workers_follow_the_rate(fleet, tmp_path, queue, run_id):
+    """--find-capacity over a master and two workers, against an inline drain of known capacity."""
+    greenlets, work_ms = 8, 80
+    bound = greenlets * 1000 / work_ms  # 100 jobs/s
+    report = tmp_path / "verdict.json"
+    master = fleet.master("--expect-workers", "2", "--users", "10", "--spawn-rate", "10", "--run-time", "120s",
+                          "--find-capacity", "--rate", "60", "--step-seconds", "4", "--capacity-precision", "0.1",
+                          "--work-ms", str(work_ms), "--drain-concurrency", str(greenlets), "--queue", queue,
+                          "--run-id", run_id, "--latency-limit", "enqueue:p99=5000", "--report", str(report))
+    fleet.worker("worker-a")
+    fleet.worker("worker-b")
+    assert master.wait(120) == 0, fleet.log("master")[-3000:]
+    doc = json.loads(report.read_text())
+    capacity = doc["capacity"]
+    assert capacity["processes"] == 2 and capacity["confirmed"], capacity
+    steps = capacity["steps"]
+    assert [s["target"] for s in steps][:2] == [60, 120]
+    for step in steps:  # the whole fleet's rate follows the master's target, step after step
+        assert step["processes"] == 2 and 0.85 * step["target"] <= step["achieved"] <= 1.15 * step["target"], step
+    assert capacity["limited_by"] == "drain" and capacity["limiting_factor"].startswith("drain fleet:"), capacity
+    assert 0.85 * bound <= capacity["sustainable_rate"] <= bound, capacity
+    assert capacity["first_failing_rate"] > capacity["sustainable_rate"]
+    assert capacity["sustainable_per_process"] == round(capacity["sustainable_rate"] / 2, 1)
+    rows = doc["workers"]
+    assert len(rows) == 2 and all(w["enqueued"] > 0 and w["state"] == "stopped" for w in rows)
+    assert doc["verdict"] == "pass" and doc["lost"] == 0 and doc["completed"] == doc["enqueued"] > 0
+    assert "limiting factor: drain fleet:" in fleet.log("master")
