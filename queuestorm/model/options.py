@@ -80,8 +80,9 @@ OPTIONS = (
            choices=("auto", "redis-server", "fakeredis", "sentinel")),
     Option("aof", False, "run the embedded redis-server with appendonly yes (appendfsync always)", flag=True),
     Option("faults", "", "YAML file with a list of faults (or a scenario with a faults: list) to inject"),
-    Option("wait_replicas", 0, "send WAIT after each enqueue (batch, generator push, dyno send): a job counts as enqueued only once this many "
-           "replicas have it, else maybe-enqueued (default: 0, no WAIT)", bounded(int, high=100)),
+    Option("wait_replicas", 0, "send WAIT after each enqueue (batch, generator push, dyno send): a job counts as "
+           "enqueued only once this many replicas have it, else maybe-enqueued (default: 0, no WAIT)",
+           bounded(int, high=100)),
     Option("wait_timeout_ms", 1000, "how long each WAIT waits for --wait-replicas, ms (default: 1000)",
            bounded(int, low=1, high=3600000)),
     Option("latency_ms", 0.0, "route load and drain through a proxy adding this delay each way (a distant Redis)",
