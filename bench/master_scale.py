@@ -55,12 +55,6 @@ class PlainUser(User):
 '''
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 # the fake workers -------------------------------------------------------------------------------------------------
 
 def fakes(port: int, workers: int, queuestorm: bool, kinds: str) -> None:
@@ -185,7 +179,9 @@ def percentile(values: list[float], q: float) -> float:
 
 def measure(variant: str, workers: int, seconds: float, workdir: str, profile: str = "") -> dict:
     kinds = "hello" if variant == "queuestorm-novitals" else "hello,vitals"
-    bind, web = free_port(), free_port()
+    from queuestorm.redis.embedded import _free_port
+
+    bind, web = _free_port(), _free_port()
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     server = None
     common = ["--master", "--master-bind-host", "127.0.0.1", "--master-bind-port", str(bind), "--web-host",

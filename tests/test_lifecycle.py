@@ -13,6 +13,7 @@ import urllib.parse
 import urllib.request
 
 import pytest
+import redis
 
 from helpers import ROOT, free_port, locust
 
@@ -261,6 +262,25 @@ def test_an_idle_web_ui_exits_at_once_with_nothing_to_check(redis_url, queue, r)
     assert "loss check" not in load.output().lower() and "verdict" not in load.output()
     metas = [k for k in r.keys("queuestorm:{*}:meta") if r.type(k) == b"hash"]  # other tests leave broken ones
     assert all(r.hget(k, "queue") != queue.encode() for k in metas)
+
+
+def test_ctrl_c_while_a_headless_master_waits_for_its_workers_exits_cleanly_and_stops_its_servers():
+    """Locust itself has no Ctrl-C handling while it waits for --expect-workers: a KeyboardInterrupt traceback, and
+    the embedded Redis and inline drains left behind."""
+    load = Locust("--master", "--master-bind-port", str(free_port()), "--expect-workers", "1", "--users", "2",
+                  "--run-time", "3s")
+    try:
+        port = int(load.wait_line(r"started by queuestorm on 127\.0\.0\.1:\d+").rsplit(":", 1)[1].split()[0])
+        load.wait_line("inline drain process")
+        load.signal(signal.SIGINT)
+        code = load.finish(30)
+    finally:
+        load.kill()
+    assert code == 0, load.output()[-3000:]
+    assert "Traceback" not in load.output() and "nothing ran, nothing to check" in load.output()
+    assert "[drain" not in load.output()  # the drains stopped before the server, not after it, complaining
+    with pytest.raises(redis.ConnectionError):
+        redis.Redis(port=port, socket_connect_timeout=1).ping()
 
 
 def test_the_shortened_dyno_scenario_stops_cleanly_and_prints_its_tables(tmp_path, redis_url):

@@ -70,6 +70,12 @@ def redis_cli(hosts: Hosts, *args: str) -> str:
     return done.stdout.strip()
 
 
+def start_redis(fleet: Processes, hosts: Hosts, directory: str) -> None:
+    fleet.start("redis", "redis", "redis-server", "--bind", hosts.address["redis"], "--port", "6379",
+                "--protected-mode", "no", "--save", "", "--appendonly", "no", "--dir", directory)
+    wait_for(lambda: redis_cli(hosts, "PING") == "PONG", "redis-server in its namespace")
+
+
 @pytest.fixture
 def hosts():
     with Hosts(["redis", "master", "worker1", "worker2", "drain"]) as h:
@@ -80,13 +86,10 @@ def hosts():
 
 
 def test_a_drain_host_cut_off_from_redis_for_4s_loses_nothing_with_reliable(hosts, tmp_path, run_id, queue):
-    redis_url = f"redis://{hosts.address['redis']}:6379/0"
-    fleet = Processes(hosts, tmp_path, {"REDIS_URL": redis_url})
+    fleet = Processes(hosts, tmp_path, {"REDIS_URL": f"redis://{hosts.address['redis']}:6379/0"})
     directory = tempfile.mkdtemp(prefix="queuestorm-netns-redis-")
     try:
-        fleet.start("redis", "redis", "redis-server", "--bind", hosts.address["redis"], "--port", "6379",
-                    "--protected-mode", "no", "--save", "", "--appendonly", "no", "--dir", directory)
-        wait_for(lambda: redis_cli(hosts, "PING") == "PONG", "redis-server in its namespace")
+        start_redis(fleet, hosts, directory)
         fleet.start("drain", "drain", sys.executable, "-m", "queuestorm", "drain", "--protocol", "reliable",
                     "--queue", queue, "--concurrency", "8", "--visibility-timeout", "3")
         report = tmp_path / "verdict.json"
@@ -117,13 +120,10 @@ def test_a_worker_host_cut_off_from_the_master_is_reported_lost_and_its_unrecord
         hosts, tmp_path, run_id, queue):
     """The whole host goes: the master stops hearing its heartbeats, Redis its enqueues and ledger flushes. The jobs it
     confirmed but never recorded, completed by the drain, are maybe-enqueued and recovered: none lost, none unexpected."""
-    redis_url = f"redis://{hosts.address['redis']}:6379/0"
-    fleet = Processes(hosts, tmp_path, {"REDIS_URL": redis_url})
+    fleet = Processes(hosts, tmp_path, {"REDIS_URL": f"redis://{hosts.address['redis']}:6379/0"})
     directory = tempfile.mkdtemp(prefix="queuestorm-netns-redis-")
     try:
-        fleet.start("redis", "redis", "redis-server", "--bind", hosts.address["redis"], "--port", "6379",
-                    "--protected-mode", "no", "--save", "", "--appendonly", "no", "--dir", directory)
-        wait_for(lambda: redis_cli(hosts, "PING") == "PONG", "redis-server in its namespace")
+        start_redis(fleet, hosts, directory)
         fleet.start("drain", "drain", sys.executable, "-m", "queuestorm", "drain", "--protocol", "reliable",
                     "--queue", queue, "--concurrency", "8")
         report = tmp_path / "verdict.json"

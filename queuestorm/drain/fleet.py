@@ -4,7 +4,6 @@ fault SIGKILLs one on purpose and restarts it itself.
 
 URLs reach the children through their environment, never their argv (`ps` shows argv to every user)."""
 
-import ctypes
 import os
 import signal
 import subprocess
@@ -12,17 +11,9 @@ import sys
 
 import gevent
 
+from ..model.child_process import die_with_parent
+
 STOP_SECONDS = 15
-PR_SET_PDEATHSIG = 1
-
-
-def _die_with_parent() -> None:
-    """In the child, before exec: Linux sends it SIGTERM (a graceful drain stop) when the Locust process that
-    started it dies, even by SIGKILL, so no inline drain outlives its run."""
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-    except (OSError, AttributeError):  # not Linux: the parent's own stop is all there is
-        pass
 
 
 class DrainFleet:
@@ -56,7 +47,7 @@ class DrainFleet:
         out = open(self.log_path, "ab") if self.log_path else None
         try:
             self.processes[index] = subprocess.Popen(self.command + ["--consumer-id", self.consumer_id(index)],
-                                                     env=self.env, stdout=out, preexec_fn=_die_with_parent)
+                                                     env=self.env, stdout=out, preexec_fn=die_with_parent)
             self._killed.discard(index)
         finally:
             self._starting.discard(index)

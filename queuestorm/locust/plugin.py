@@ -16,7 +16,7 @@ import time
 import gevent
 import redis
 from locust import events
-from locust.runners import MasterRunner, WorkerRunner
+from locust.runners import STATE_INIT, MasterRunner, WorkerRunner
 
 from ..report import webui, charts as run_charts
 from .start_form import derive_start_form_options_once
@@ -64,10 +64,19 @@ def _add_arguments(parser, **_):
             cannot_run(str(e))
 
 
-def _interrupt_main_greenlet() -> None:
+def _interrupt_main_greenlet(environment) -> None:
     """Ctrl-C as Locust expects it, a KeyboardInterrupt in the main greenlet, and there only: Python's own handler
     raises it in whatever greenlet runs at that instant — a user between sending an enqueue and recording it, whose
-    job would then complete as never enqueued."""
+    job would then complete as never enqueued. A headless master still waiting for --expect-workers is outside
+    Locust's handling of Ctrl-C (a traceback, the workers already there left running): nothing ran, so it tells
+    them to quit, stops its drains and embedded server, and exits 0, as an idle web UI does."""
+    runner = environment.runner
+    if isinstance(runner, MasterRunner) and runner.state == STATE_INIT and environment.parsed_options.headless:
+        log.info("interrupted while waiting for --expect-workers: nothing ran, nothing to check")
+        runner.quit()
+        _on_quit(environment)
+        gevent.get_hub().parent.throw(SystemExit(0))
+        return
     gevent.get_hub().parent.throw(KeyboardInterrupt)
 
 
@@ -75,7 +84,7 @@ def _interrupt_main_greenlet() -> None:
 def _on_init(environment, runner=None, web_ui=None, **_):
     if state_of(environment) is not None:
         return
-    gevent.signal_handler(signal.SIGINT, _interrupt_main_greenlet)
+    gevent.signal_handler(signal.SIGINT, _interrupt_main_greenlet, environment)
     config = RunConfig.from_options(environment.parsed_options)
     state = State(environment, config)
     attach(environment, state)

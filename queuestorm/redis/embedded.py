@@ -16,6 +16,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from ..model.child_process import die_with_parent
 from ..model.errors import UsageError
 from .connection import NETWORK_ERRORS
 
@@ -98,7 +99,7 @@ class EmbeddedRedis:
         self._process = subprocess.Popen(
             [self.binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", *persistence,
              "--dir", self._dir, "--loglevel", "warning", "--maxclients", "10000"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=die_with_parent,
         )
 
     def shutdown(self) -> None:
@@ -118,6 +119,7 @@ class EmbeddedRedis:
     def _start_fakeredis(self) -> None:
         self._process = subprocess.Popen(
             [sys.executable, "-m", "queuestorm.redis.embedded"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+            preexec_fn=die_with_parent,
         )
         line = self._process.stdout.readline().decode().strip()
         if not line.startswith("PORT "):
