@@ -7,7 +7,9 @@ Messages (Locust custom messages):
                                        the start of a test)
   master -> worker  queuestorm_rate    {rate_share}, when the number of live workers changed
   master -> worker  queuestorm_stop    stop producing (a headless master quits without stopping its workers first)
-  worker -> master  queuestorm_vitals  {final, counts, vitals}, every second and once more after the producer closed
+  worker -> master  queuestorm_vitals  {final, counts, vitals}, with Locust's own stats report (every 3 s; every second
+                                       while the capacity search measures steps), and once more after the producer
+                                       closed
   worker -> master  queuestorm_dyno_report     the dyno workers' rows, when the test stops (locust/dyno.py)
   worker -> master  queuestorm_backlog_limit   a dyno worker reached --backlog-limit: the master quits the run
 """
@@ -16,7 +18,7 @@ import logging
 import time
 
 import gevent
-from locust.runners import STATE_MISSING
+from locust.runners import STATE_MISSING, WORKER_REPORT_INTERVAL
 
 from ..model.options import RunConfig
 from ..observe.vitals import VitalsSampler
@@ -31,7 +33,8 @@ STOP_MESSAGE = "queuestorm_stop"
 REPORT_MESSAGE = "queuestorm_vitals"
 DYNO_REPORT_MESSAGE = "queuestorm_dyno_report"
 LIMIT_MESSAGE = "queuestorm_backlog_limit"
-REPORT_SECONDS = 1.0
+REPORT_SECONDS = WORKER_REPORT_INTERVAL  # one more message per worker as often as Locust's own: a cool master at scale
+CAPACITY_REPORT_SECONDS = 1.0  # a capacity step's achieved rate is measured between a worker's reports
 RATE_CHECK_SECONDS = 1.0
 FINAL_POLL_SECONDS = 0.2
 
@@ -150,24 +153,29 @@ class WorkerBoard:
                 for r in sorted(self.reports.values(), key=lambda r: r["index"])]
 
 
+def report_seconds(config: RunConfig) -> float:
+    return CAPACITY_REPORT_SECONDS if config.find_capacity else REPORT_SECONDS
+
+
 def _name(report: dict) -> str:
     return f"worker-{report['index']}"
 
 
 class WorkerReporter:
-    """A worker's side: its counts and vitals to the master, every REPORT_SECONDS and once more at the end."""
+    """A worker's side: its counts and vitals to the master, every `interval` seconds and once more at the end."""
 
-    def __init__(self, environment, sampler: VitalsSampler, counts):
+    def __init__(self, environment, sampler: VitalsSampler, counts, interval: float):
         self.environment = environment
         self.sampler = sampler
         self.counts = counts
+        self.interval = interval
         self._greenlet: gevent.Greenlet | None = None
 
     def start(self) -> None:
         """The first report goes at once: the master learns this worker's producer before its first enqueue."""
         self.send(final=False)
         if self._greenlet is None:
-            self._greenlet = every(REPORT_SECONDS, lambda: self.send(final=False))
+            self._greenlet = every(self.interval, lambda: self.send(final=False))
 
     def send(self, final: bool) -> None:
         self.environment.runner.send_message(REPORT_MESSAGE, {"final": final, "counts": self.counts(),

@@ -17,7 +17,7 @@ from ..produce.runtime import ProducerRuntime
 from ..redis.connection import redact
 from ..redis.reachability import unreachable_loopback
 from ..run.session import Session
-from .distributed import WorkerReporter
+from .distributed import WorkerReporter, report_seconds
 from .exit import cannot_run
 from .stats_window import StatsWindow
 
@@ -109,7 +109,8 @@ class State:
         self.runtime.start(self.rate_share)
         if isinstance(self.environment.runner, WorkerRunner):
             sampler = VitalsSampler("worker", ping_url=self.runtime.load_url).start()
-            self.reporter = WorkerReporter(self.environment, sampler, self.runtime.counts)
+            self.reporter = WorkerReporter(self.environment, sampler, self.runtime.counts,
+                                           report_seconds(self.runtime.config))
             self.reporter.start()
         self.producing.set()
 
