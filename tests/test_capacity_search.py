@@ -150,3 +150,13 @@ def test_the_table_lists_every_step_and_the_result():
     assert "limiting factor: drain fleet: backlog grows at" in text
     assert len([line for line in text.splitlines() if line.startswith("| ") and "step" not in line]) == \
         len(search.steps)
+
+
+def test_the_first_step_stops_waiting_once_the_producers_rate_stops_growing():
+    from queuestorm.run.capacity_driver import _plateau
+
+    assert not _plateau([100, 200, 400])  # users still spawning
+    assert not _plateau([0, 0, 0])  # nothing issued yet
+    assert not _plateau([500, 500])  # not seconds enough to say
+    assert _plateau([100, 3000, 3100, 3050])  # a generator at its limit: the step names it, not 30 s later
+    assert not _plateau([3000, 3100, 4000])

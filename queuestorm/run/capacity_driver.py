@@ -22,6 +22,7 @@ PAUSE_RATE = 0.001  # between steps, while the backlog a failed step left drains
 RECOVERY_STEPS = 3  # the longest such pause, in step lengths
 FIRST_STEP_WAIT_SECONDS = 30.0
 MASTER_RAMP_SECONDS = 2.5
+PLATEAU_SECONDS, PLATEAU_GROWTH = 2, 1.1
 RECOVERED_SECONDS = 0.2  # a backlog of this many seconds of the last rate counts as drained
 ENQUEUE_EVENTS = ("enqueue", "send")  # EnqueueUser's, and the dyno dispatcher's
 UNREAD = (redis.RedisError, OSError)  # a figure that could not be read: the step goes on without it
@@ -257,16 +258,20 @@ class CapacityDriver:
                         RECOVERY_STEPS * self.step_seconds)
 
     def _wait_for_load(self, rate: float, seconds: float) -> None:
-        """Until the producers issue the rate, over a second, or `seconds` passed (a step will say why not)."""
+        """Until the producers issue the rate over a second, or their rate stopped growing (PLATEAU_SECONDS seconds
+        each within PLATEAU_GROWTH of the one before: a generator that cannot issue it, which the step will name),
+        or `seconds` passed."""
         deadline = time.monotonic() + seconds
         run = self.run
         before = run.session.counts_of(run)
+        issued_per_second: list[int] = []
         while time.monotonic() < deadline:
             gevent.sleep(1.0)
             now = run.session.counts_of(run)
-            if sum(now[k] - before[k] for k in ("enqueued", "maybe_enqueued")) >= self.limits.min_achieved * rate:
-                return
+            issued_per_second.append(sum(now[k] - before[k] for k in ("enqueued", "maybe_enqueued")))
             before = now
+            if issued_per_second[-1] >= self.limits.min_achieved * rate or _plateau(issued_per_second):
+                return
 
     def _wait_for_backlog(self, rate: float, seconds: float) -> bool:
         """Until the backlog is down to what `rate` keeps in flight; False after `seconds`."""
@@ -288,3 +293,9 @@ class CapacityDriver:
             point = run.timeline.points[-1] if run.timeline is not None and run.timeline.points else None
             return point["enqueued"] - point["completed"] if point else 0
         return run.protocol.depth(run.target)
+
+
+def _plateau(issued_per_second: list[int]) -> bool:
+    """The last PLATEAU_SECONDS seconds' counts each non-zero and within PLATEAU_GROWTH of the one before."""
+    last = issued_per_second[-PLATEAU_SECONDS - 1:]
+    return len(last) == PLATEAU_SECONDS + 1 and all(0 < a and b <= a * PLATEAU_GROWTH for a, b in zip(last, last[1:]))
