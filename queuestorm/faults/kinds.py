@@ -311,8 +311,8 @@ class FaultRunner:
             self._undo(fault)
 
 
-def check_feasible(specs: list[FaultSpec], *, has_drain: bool, managed_server: bool, ledger_on_target: bool,
-                   real_redis: bool) -> None:
+def check_feasible(specs: list[FaultSpec], *, has_drain: bool, managed_server: bool, ledger_on_target: bool) -> None:
+    """What the configuration alone rules out: said before any server is started."""
     kinds = {s.kind for s in specs}
     if "kill-drain" in kinds and not has_drain:
         raise UsageError("fault kill-drain needs --drain inline: it kills the drain processes queuestorm started")
@@ -326,7 +326,10 @@ def check_feasible(specs: list[FaultSpec], *, has_drain: bool, managed_server: b
     if "failover" in kinds and ledger_on_target:
         raise UsageError("fault failover would lose the ledger's own records with the target's: give --ledger-url "
                          "another server (or 'embedded' for a private one)")
-    needing = sorted(kind for kind in kinds if FAULTS[kind].real_redis)
+
+
+def check_server_takes(specs: list[FaultSpec], *, real_redis: bool) -> None:
+    needing = sorted({s.kind for s in specs if FAULTS[s.kind].real_redis})
     if needing and not real_redis:
         raise UsageError(f"fault(s) {', '.join(needing)} need a real redis-server (fakeredis has no CLIENT KILL / "
                          "PAUSE / CONFIG / SHUTDOWN)")

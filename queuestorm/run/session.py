@@ -29,7 +29,7 @@ from ..report.dyno_tables import dyno_summary, render_dyno
 from ..redis.embedded import EmbeddedRedis
 from ..redis.embedded_topology import make_embedded, server_kind
 from ..model.errors import EXIT_CANNOT_RUN, EXIT_FAILED, EXIT_PASS, UsageError
-from ..faults.kinds import FaultContext, FaultRunner, check_feasible
+from ..faults.kinds import FaultContext, FaultRunner, check_feasible, check_server_takes
 from ..ledger.writer import Ledger
 from ..model.options import RunConfig
 from .config import validate
@@ -98,6 +98,10 @@ class Session:
         self.fault_specs = load_faults(c.faults) if c.faults else []
         if not c.redis_url:
             self.embedded = make_embedded(c.embedded, aof=c.aof)
+        check_feasible(self.fault_specs, has_drain=c.drain == "inline",
+                       managed_server=self.embedded is not None and self.embedded.kind == "redis-server",
+                       ledger_on_target=c.ledger_url in ("", c.redis_url))
+        if self.embedded is not None:
             c.redis_url = self.embedded.start()
             self.server_note = f"figures are those of the embedded server: {self.embedded.description}"
             log.info("no --redis-url / REDIS_URL given: using %s", self.embedded.description)
@@ -117,9 +121,7 @@ class Session:
             require_permissions(self.target, self.protocol, c.redis_url, "drain", ledger_url=ledger_url)
         self.description = server_description(self.target)
         self.real_redis = self.description != NO_INFO
-        check_feasible(self.fault_specs, has_drain=c.drain == "inline",
-                       managed_server=self.embedded is not None and self.embedded.kind == "redis-server",
-                       ledger_on_target=c.ledger_url in ("", c.redis_url), real_redis=self.real_redis)
+        check_server_takes(self.fault_specs, real_redis=self.real_redis)
         self.ledger_client = self.target if not c.ledger_url else connect(c.ledger_url, role="ledger Redis")
         if (c.latency_ms or any(spec.kind == "latency" for spec in self.fault_specs)
                 or has_partitions(self.fault_specs)):
